@@ -1,0 +1,3 @@
+"""
+The agent daemon: configuration, the service tree and the command line.
+"""

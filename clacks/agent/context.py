@@ -1,0 +1,57 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+What the agent hands each plugin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from zope.interface import implementer
+
+from clacks.agent.config import AgentConfig
+from clacks.common.components.objects import ObjectRegistry
+from clacks.common.components.registry import PluginRegistry
+from clacks.interfaces import IAgentContext, IWorkerPool
+
+
+@implementer(IAgentContext)
+@attrs.frozen
+class AgentContext:
+    """
+    One agent's configuration, registries, reactor and worker pool.
+
+    @ivar config: the agent's configuration.
+    @ivar plugins: the agent's plugins; look others up with C{get(name)}.
+    @ivar objects: the agent's object classes by OID.
+    @ivar reactor: the reactor the agent runs on.
+    @ivar workers: the bounded pool for blocking code.
+    """
+
+    config: AgentConfig
+    plugins: PluginRegistry
+    objects: ObjectRegistry
+    reactor: Any
+    workers: IWorkerPool
+
+    @property
+    def nodeId(self) -> str:
+        return self.config.core.id
+
+    @property
+    def domain(self) -> str:
+        return self.config.core.domain
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "node": self.nodeId,
+            "domain": self.domain,
+            "plugins": self.plugins.names(),
+            "failedPlugins": self.plugins.failed()
+            + [f.asDict() for f in self.objects.failures],
+            "workersBusy": self.workers.busy(),
+        }
+
+
+__all__ = ["AgentContext"]

@@ -1,0 +1,3 @@
+"""
+Building blocks shared by the agent, its handlers and its plugins.
+"""

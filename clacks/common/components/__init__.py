@@ -1,0 +1,3 @@
+"""
+Plugin and object registries and the plugin base class.
+"""
