@@ -30,9 +30,7 @@ class IPluginFactory(Interface):
     L{clacks.common.components.plugin.Plugin}, whose metaclass declares this.
     """
 
-    _priority_ = Attribute(
-        "int: lower starts first; ties are broken by plugin name."
-    )
+    _priority_ = Attribute("int: lower starts first; ties are broken by plugin name.")
     _target_ = Attribute("str: the command namespace of the plugin's commands.")
     __name__ = Attribute("str: the class name, used as the name of drop-ins.")
 

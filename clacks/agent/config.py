@@ -147,13 +147,16 @@ class HTTPConfig:
     path: str = "/rpc"
 
 
+DEFAULT_STATUS_INTERVAL = 10.0
+
+
 @attrs.frozen
 class AgentSettings:
     """
     C{[agent]}: the agent's own timing and capacity.
     """
 
-    statusInterval: float = 10.0
+    statusInterval: float = DEFAULT_STATUS_INTERVAL
     nodeTimeout: float = 30.0
     threads: int = 8
     drainTimeout: float = 10.0
@@ -231,8 +234,16 @@ def _positiveInt(value: str) -> int:
     return number
 
 
-_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
-             "false": False, "no": False, "off": False, "0": False}
+_BOOLEANS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
 
 
 def _boolean(value: str) -> bool:
@@ -248,8 +259,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 def _name(value: str) -> str:
     if not _NAME.match(value):
         raise ValueError(
-            "expected a name of letters, digits, '.', '_' and '-' "
-            "(starting with a letter or digit)"
+            "expected a name of letters, digits, '.', '_' and '-' (starting with a letter or digit)"
         )
     return value
 
@@ -356,8 +366,7 @@ def configFiles(path: str) -> list[str]:
             )
         if not files:
             raise ConfigError(
-                "no configuration: expected a file 'config' or 'config.d/*.conf' "
-                "in this directory",
+                "no configuration: expected a file 'config' or 'config.d/*.conf' in this directory",
                 path,
             )
         return files
@@ -425,8 +434,7 @@ def _build(raw: dict[str, dict[str, tuple[str, str]]], sources: tuple[str, ...])
                 if section in _SECTIONS:
                     known = ", ".join(k.key for k in _KEYS if k.section == section)
                     warnings.append(
-                        f"{origin}: [{section}] {key}: unknown key, ignored "
-                        f"(known keys: {known})"
+                        f"{origin}: [{section}] {key}: unknown key, ignored (known keys: {known})"
                     )
                 continue
             try:
@@ -435,7 +443,7 @@ def _build(raw: dict[str, dict[str, tuple[str, str]]], sources: tuple[str, ...])
                 raise ConfigError(f"= {value!r}: {e}", origin, section, key) from None
     fields["core"].setdefault("id", socket.gethostname())
     agent = fields["agent"]
-    interval = agent.get("statusInterval", attrs.fields(AgentSettings).statusInterval.default)
+    interval = agent.get("statusInterval", DEFAULT_STATUS_INTERVAL)
     if "nodeTimeout" not in agent:
         agent["nodeTimeout"] = 3 * interval
     elif agent["nodeTimeout"] <= interval:
@@ -450,9 +458,7 @@ def _build(raw: dict[str, dict[str, tuple[str, str]]], sources: tuple[str, ...])
     amqp = fields["amqp"]
     if ("certfile" in amqp) != ("keyfile" in amqp):
         origin = raw["amqp"].get("certfile", raw["amqp"].get("keyfile", ("", "")))[1]
-        raise ConfigError(
-            "certfile and keyfile go together: give both or neither", origin, "amqp"
-        )
+        raise ConfigError("certfile and keyfile go together: give both or neither", origin, "amqp")
     return AgentConfig(
         core=CoreConfig(**fields["core"]),
         amqp=AMQPConfig(**fields["amqp"]),

@@ -48,8 +48,7 @@ class AgentContext:
             "node": self.nodeId,
             "domain": self.domain,
             "plugins": self.plugins.names(),
-            "failedPlugins": self.plugins.failed()
-            + [f.asDict() for f in self.objects.failures],
+            "failedPlugins": self.plugins.failed() + [f.asDict() for f in self.objects.failures],
             "workersBusy": self.workers.busy(),
         }
 

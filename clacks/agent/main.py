@@ -41,12 +41,17 @@ def buildParser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"clacks-agent {__version__}")
     parser.add_argument(
-        "-c", "--config", metavar="FILE", default=DEFAULT_CONFIG_PATH,
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=DEFAULT_CONFIG_PATH,
         help=f"read configuration from FILE [{DEFAULT_CONFIG_PATH}]",
     )
     parser.add_argument("--url", metavar="URL", help="AMQP broker URL")
     parser.add_argument(
-        "--profile", action="store_true", default=False,
+        "--profile",
+        action="store_true",
+        default=False,
         help="write profiling information [False]",
     )
     return parser

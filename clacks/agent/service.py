@@ -41,6 +41,7 @@ class HandlerService(Service):
 
     def __init__(self, name: str, handler: IInterfaceHandler, agent: AgentService) -> None:
         self.setName(name)
+        self.pluginName = name
         self.handler = handler
         self._agent = agent
 
@@ -62,7 +63,7 @@ class HandlerService(Service):
 
     def _failed(self, failure: Failure, stage: str) -> None:
         try:
-            self._agent.context.plugins.recordFailure(self.name, stage, failure)
+            self._agent.context.plugins.recordFailure(self.pluginName, stage, failure)
         except PluginError as e:
             self._agent.fatal(str(e))
 
@@ -88,8 +89,7 @@ class AgentService(MultiService):
     def startService(self) -> None:
         config = self.context.config
         self.log.info(
-            "clacks-agent {version} starting: node {node} in domain {domain} "
-            "(config: {sources})",
+            "clacks-agent {version} starting: node {node} in domain {domain} (config: {sources})",
             version=__version__,
             node=config.core.id,
             domain=config.core.domain,

@@ -36,8 +36,12 @@ class Options(usage.Options):
     synopsis = "[twistd options] clacks-agent [-c CONFIG] [--url URL]"
     longdesc = "Run the clacks agent: its plugins, AMQP and HTTP handlers."
     optParameters = [
-        ["config", "c", DEFAULT_CONFIG_PATH,
-         "read configuration from FILE or DIR (DIR/config, DIR/config.d/*.conf)"],
+        [
+            "config",
+            "c",
+            DEFAULT_CONFIG_PATH,
+            "read configuration from FILE or DIR (DIR/config, DIR/config.d/*.conf)",
+        ],
         ["url", None, None, "AMQP broker URL (overrides [amqp] url)"],
     ]
 

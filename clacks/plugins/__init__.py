@@ -9,5 +9,5 @@ directory, is loaded by the agent at its next start.
 
 from twisted.plugin import pluginPackagePaths
 
-__path__.extend(pluginPackagePaths(__name__))  # type: ignore[name-defined]
+__path__.extend(pluginPackagePaths(__name__))
 __all__: list[str] = []

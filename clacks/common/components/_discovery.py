@@ -12,12 +12,13 @@ import traceback
 from collections.abc import Iterable, Iterator
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import attrs
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
+from zope.interface import provider
 from zope.interface.interface import InterfaceClass
 
 
@@ -97,9 +98,7 @@ def loadEntryPoints(
             yield Found(ep.name, value, _origin(ep))
 
 
-def loadDropins(
-    interface: InterfaceClass, package: ModuleType
-) -> Iterator[Found | LoadFailure]:
+def loadDropins(interface: InterfaceClass, package: ModuleType) -> Iterator[Found | LoadFailure]:
     """
     Load every object that provides C{interface} from the drop-in modules of
     C{package} (see L{twisted.plugin}).
@@ -113,6 +112,7 @@ def loadDropins(
     # broken file in the agent's status too.
     broken: list[Failure] = []
 
+    @provider(ILogObserver)
     def catchFailures(event: LogEvent) -> None:
         failure = event.get("log_failure")
         if isinstance(failure, Failure):
@@ -120,13 +120,14 @@ def loadDropins(
 
     globalLogPublisher.addObserver(catchFailures)
     try:
-        values = list(getPlugins(interface, package))
+        values: list[Any] = list(getPlugins(cast(Any, interface), package))
     except Exception as exc:
         yield _failure(package.__name__, f"drop-in package {package.__name__}", exc)
         return
     finally:
         globalLogPublisher.removeObserver(catchFailures)
     for failure in broken:
+        assert failure.value is not None
         where = _dropinFile(failure, package) or package.__name__
         yield LoadFailure(
             name=os.path.splitext(os.path.basename(where))[0],

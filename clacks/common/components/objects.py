@@ -44,9 +44,7 @@ class ObjectRegistry:
         """
         for item in loadEntryPoints(ENTRY_POINT_GROUP, entryPoints):
             if isinstance(item, LoadFailure):
-                self.failures.append(
-                    PluginFailure(item.name, "load", item.error, item.origin)
-                )
+                self.failures.append(PluginFailure(item.name, "load", item.error, item.origin))
                 self.log.critical(
                     "Object {oid} failed to load: {error} ({origin}). {traceback}",
                     oid=item.name,
@@ -58,9 +56,7 @@ class ObjectRegistry:
             try:
                 self.register(item.name, item.value, item.origin)
             except (DuplicateObjectError, TypeError) as exc:
-                self.failures.append(
-                    PluginFailure(item.name, "load", str(exc), item.origin)
-                )
+                self.failures.append(PluginFailure(item.name, "load", str(exc), item.origin))
                 self.log.critical("{error}", error=str(exc))
 
     def register(self, oid: str, cls: type, origin: str = "registered directly") -> None:

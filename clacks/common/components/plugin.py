@@ -26,6 +26,9 @@ class PluginType(type):
     L{twisted.plugin.getPlugins} without any extra declaration.
     """
 
+    _priority_: int
+    _target_: str
+
 
 @implementer(IPlugin)
 class Plugin(metaclass=PluginType):
@@ -51,9 +54,7 @@ class Plugin(metaclass=PluginType):
 
     def __init__(self, context: IAgentContext) -> None:
         self.context = context
-        self.log = Logger(
-            namespace=f"{type(self).__module__}.{type(self).__qualname__}"
-        )
+        self.log = Logger(namespace=f"{type(self).__module__}.{type(self).__qualname__}")
 
 
 __all__ = ["Plugin", "PluginType"]

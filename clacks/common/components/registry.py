@@ -118,7 +118,9 @@ class PluginRegistry:
             Pass a module without drop-ins to turn them off.
         """
         if dropins is None:
-            import clacks.plugins as dropins
+            import clacks.plugins
+
+            dropins = clacks.plugins
         found = [
             *loadEntryPoints(ENTRY_POINT_GROUP, entryPoints),
             *loadDropins(IPluginFactory, dropins),
@@ -193,9 +195,7 @@ class PluginRegistry:
                 "Loaded plugin {name} (priority {priority}, {kind})",
                 name=spec.name,
                 priority=spec.priority,
-                kind="interface handler"
-                if IInterfaceHandler.providedBy(plugin)
-                else "plugin",
+                kind="interface handler" if IInterfaceHandler.providedBy(plugin) else "plugin",
             )
 
     def recordFailure(self, name: str, stage: str, failure: Failure) -> None:
