@@ -57,6 +57,7 @@ class IAgentContext(Interface):
         "IReactorTCP and IReactorThreads (tests hand in a Clock-based fake)."
     )
     workers = Attribute("The agent's bounded L{IWorkerPool} for blocking code.")
+    stats = Attribute("The agent's L{clacks.agent.context.AgentStats} counters.")
 
     def status() -> dict[str, Any]:
         """
@@ -87,8 +88,116 @@ class IWorkerPool(Interface):
         """
 
 
+class IMessageBus(Interface):
+    """
+    A connection to the message broker that survives reconnects: setups and
+    consumers registered once are re-established on every connect.
+    """
+
+    ready = Attribute("bool: connected, topology declared, consumers open.")
+
+    def whenReady() -> Any:
+        """
+        @return: a Deferred that fires when the bus is (or becomes) ready.
+        """
+
+    def observe(observer: Any) -> Any:
+        """
+        Call C{observer(ready: bool)} on every connect and disconnect.
+
+        @return: a function that stops the notifications.
+        """
+
+    def addSetup(setup: Any) -> Any:
+        """
+        Run C{setup(connection, channel)} on every connect before the bus is
+        ready: declare queues, bind them.
+
+        @return: a Deferred that fires when it ran (now, if connected).
+        """
+
+    def consume(
+        queue: str,
+        callback: Any,
+        noAck: bool = False,
+        prefetch: Any = None,
+        declare: Any = None,
+    ) -> Any:
+        """
+        Consume C{queue} now and after every reconnect, calling
+        C{callback(delivery)} for each message.
+
+        @param declare: called with a channel on every connect; returns (or
+            fires with) the name of the queue to consume, for queues that
+            are new on every connection.
+        @return: a handle whose C{cancel()} stops it.
+        """
+
+    def withChannel(fn: Any) -> Any:
+        """
+        If connected, run C{fn(channel)} now (bind or unbind a queue);
+        otherwise do nothing: setups run again on the next connect.
+
+        @return: a Deferred with C{fn}'s result.
+        """
+
+    def publish(
+        exchange: str,
+        routingKey: str,
+        body: bytes,
+        properties: Any = None,
+        timeout: Any = None,
+        mandatory: bool = False,
+    ) -> Any:
+        """
+        Publish C{body}; wait for the connection if needed, within
+        C{timeout}.
+
+        @return: a Deferred that fires on the broker's confirm, or fails with
+            a clear error; a message is never dropped silently.
+        """
+
+
+class ISubscription(Interface):
+    """
+    A subscription to events; see L{IEventBus.subscribe}.
+    """
+
+    pattern = Attribute("str: the routing-key pattern subscribed to.")
+
+    def unsubscribe() -> None:
+        """
+        Stop delivering events to this subscription.
+        """
+
+
+class IEventBus(Interface):
+    """
+    Events for plugins: publish them, subscribe to them.
+    """
+
+    def publish(event: Any, timeout: Any = None) -> Any:
+        """
+        Validate C{event} against its schema and publish it.
+
+        @return: a Deferred that fires when the broker confirmed it.
+        @raise clacks.common.events.EventError: if the event is invalid.
+        """
+
+    def subscribe(pattern: str, callback: Any) -> ISubscription:
+        """
+        Call C{callback(event)} for every event whose routing key
+        (C{<Event>.<node>}) matches the topic C{pattern} (C{*} one word,
+        C{#} any number), from now on and across reconnects.  Events that
+        fail validation are logged and dropped, never handed over.
+        """
+
+
 __all__ = [
     "IAgentContext",
+    "IEventBus",
+    "IMessageBus",
+    "ISubscription",
     "IInterfaceHandler",
     "IPlugin",
     "IPluginFactory",

@@ -16,6 +16,23 @@ from clacks.common.components.registry import PluginRegistry
 from clacks.interfaces import IAgentContext, IWorkerPool
 
 
+@attrs.define
+class AgentStats:
+    """
+    Counters of the agent's work, reported in its NodeStatus events.
+
+    @ivar inflight: calls being served now.
+    @ivar processed: calls served since start.
+    @ivar requeued: calls handed back to the broker when stopping.
+    @ivar draining: the agent is stopping and takes no new calls.
+    """
+
+    inflight: int = 0
+    processed: int = 0
+    requeued: int = 0
+    draining: bool = False
+
+
 @implementer(IAgentContext)
 @attrs.frozen
 class AgentContext:
@@ -27,6 +44,7 @@ class AgentContext:
     @ivar objects: the agent's object classes by OID.
     @ivar reactor: the reactor the agent runs on.
     @ivar workers: the bounded pool for blocking code.
+    @ivar stats: counters of the agent's work.
     """
 
     config: AgentConfig
@@ -34,6 +52,7 @@ class AgentContext:
     objects: ObjectRegistry
     reactor: Any
     workers: IWorkerPool
+    stats: AgentStats = attrs.Factory(AgentStats)
 
     @property
     def nodeId(self) -> str:
@@ -50,7 +69,9 @@ class AgentContext:
             "plugins": self.plugins.names(),
             "failedPlugins": self.plugins.failed() + [f.asDict() for f in self.objects.failures],
             "workersBusy": self.workers.busy(),
+            "inflight": self.stats.inflight,
+            "processed": self.stats.processed,
         }
 
 
-__all__ = ["AgentContext"]
+__all__ = ["AgentContext", "AgentStats"]
