@@ -96,7 +96,7 @@ class AgentService(MultiService):
             sources=", ".join(config.sources) or "defaults",
         )
         for warning in config.warnings:
-            self.log.warn("Configuration: {warning}", warning=warning)
+            self.log.warn("Configuration: {problem}", problem=warning)
         if config.standalone:
             self.log.info("No [amqp] url configured: running standalone, without a bus")
         self._workers.start()
@@ -121,8 +121,10 @@ class AgentService(MultiService):
             return
         self.fatalError = reason
         self.log.critical("Fatal: {reason}; stopping the agent", reason=reason)
-        reactor = self.context.reactor
-        reactor.callLater(0, reactor.stop)
+        if self.running:
+            # During shutdown the reactor is stopping already.
+            reactor = self.context.reactor
+            reactor.callLater(0, reactor.stop)
 
 
 def makeAgent(

@@ -5,6 +5,7 @@ A bounded thread pool for blocking plugin code.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ class WorkerPool:
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
         self._busy = 0
+        self._busyLock = threading.Lock()
 
     def start(self) -> None:
         self._pool.start()
@@ -47,17 +49,24 @@ class WorkerPool:
             self._pool.stop()
 
     def busy(self) -> int:
+        """
+        @return: how many workers are running a job now; jobs waiting in
+            the queue are not counted, so this is never more than C{size}.
+        """
         return self._busy
 
     def run(self, f: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
-        self._busy += 1
+        def job() -> T:
+            # Counted in the worker thread, while the job really runs.
+            with self._busyLock:
+                self._busy += 1
+            try:
+                return f(*args, **kwargs)
+            finally:
+                with self._busyLock:
+                    self._busy -= 1
 
-        def done(result: Any) -> Any:
-            self._busy -= 1
-            return result
-
-        d = deferToThreadPool(self._reactor, self._pool, f, *args, **kwargs)
-        return d.addBoth(done)
+        return deferToThreadPool(self._reactor, self._pool, job)
 
 
 __all__ = ["WorkerPool"]

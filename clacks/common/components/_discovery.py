@@ -114,7 +114,9 @@ def loadDropins(interface: InterfaceClass, package: ModuleType) -> Iterator[Foun
 
     @provider(ILogObserver)
     def catchFailures(event: LogEvent) -> None:
-        failure = event.get("log_failure")
+        # twisted.plugin reports with the legacy log.err(), whose events
+        # carry the failure as "failure", not "log_failure".
+        failure = event.get("log_failure", event.get("failure"))
         if isinstance(failure, Failure):
             broken.append(failure)
 

@@ -1,0 +1,3 @@
+"""
+A drop-in package whose only drop-in, C{broken.py}, fails to import.
+"""

@@ -1,0 +1,3 @@
+"""
+A drop-in package holding one drop-in module, L{tests.util.dropins.greeter}.
+"""
