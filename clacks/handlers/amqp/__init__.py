@@ -1,0 +1,3 @@
+"""
+The AMQP interface handler.
+"""
