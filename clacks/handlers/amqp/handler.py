@@ -1,0 +1,102 @@
+# -*- test-case-name: tests.test_amqp_handler -*-
+"""
+The AMQP interface handler: the agent's connection to its domain's bus.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from twisted.internet.defer import inlineCallbacks
+from zope.interface import implementer
+
+from clacks.common.components.plugin import Plugin
+from clacks.common.events import EventTypes
+from clacks.common.handler import IInterfaceHandler
+from clacks.handlers.amqp.bus import AMQPBus
+from clacks.handlers.amqp.eventbus import EventBus
+from clacks.handlers.amqp.lifecycle import NodeLifecycle
+from clacks.handlers.amqp.topology import DomainTopology
+from clacks.interfaces import IAgentContext
+
+
+@implementer(IInterfaceHandler)
+class AMQPHandler(Plugin):
+    """
+    Keeps the agent's bus connection (see L{AMQPBus}), offers plugins the
+    L{EventBus} as C{events}, and publishes the node's lifecycle events.
+
+    Without C{[amqp] url} the agent is standalone: there is no connection,
+    events reach local subscribers only, and the handler is always ready.
+
+    @ivar bus: the connection, or C{None} when standalone.
+    @ivar events: the event bus for plugins.
+    @ivar lifecycle: NodeAnnounce / NodeStatus / NodeLeave.
+    @ivar incarnation: new at every start of the agent.
+    """
+
+    _priority_ = 10
+
+    def __init__(self, context: IAgentContext, endpoint: Any = None) -> None:
+        super().__init__(context)
+        config = context.config
+        self.incarnation = uuid.uuid4().hex
+        self.topology = DomainTopology(
+            domain=config.core.domain, node=config.core.id, queueType=config.amqp.queueType
+        )
+        self.bus: AMQPBus | None = None
+        if config.amqp.url is not None:
+            self.bus = AMQPBus(
+                context.reactor,
+                config.amqp.url,
+                config.amqp,
+                self.topology,
+                connectionName=config.amqp.connectionName or config.core.id,
+                endpoint=endpoint,
+            )
+        self.events = EventBus(
+            EventTypes(), self.topology, self.bus, self.incarnation[:8], context.reactor
+        )
+        self.lifecycle = NodeLifecycle(
+            context, self.events, self.bus, self.incarnation, commands=self._commandNames
+        )
+        self._stopWatchingNodes: Any = None
+
+    @property
+    def ready(self) -> bool:
+        """
+        Whether the bus is usable: connected with its topology declared, or
+        standalone.
+        """
+        return self.bus is None or self.bus.ready
+
+    def _commandNames(self) -> list[str]:
+        plugins = self.context.plugins
+        if "CommandRegistry" in plugins:
+            return list(plugins.get("CommandRegistry").commandNames())
+        return []
+
+    def serve(self) -> None:
+        self.events.start()
+        if self.bus is not None:
+            self.bus.start()
+        if "NodeDirectory" in self.context.plugins:
+            directory = self.context.plugins.get("NodeDirectory").directory
+            self._stopWatchingNodes = directory.observe(self._nodeChanged)
+        self.lifecycle.start()
+
+    def _nodeChanged(self, change: Any) -> None:
+        if change.kind.value in ("join", "restart"):
+            self.lifecycle.nodeJoined(change.node.node)
+
+    @inlineCallbacks
+    def stop(self) -> Any:
+        if self._stopWatchingNodes is not None:
+            self._stopWatchingNodes()
+        yield self.lifecycle.stop()
+        if self.bus is not None:
+            yield self.bus.stop()
+
+
+__all__ = ["AMQPHandler"]

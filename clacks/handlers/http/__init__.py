@@ -1,0 +1,3 @@
+"""
+The HTTP interface handler: health endpoints now, JSON-RPC later.
+"""
