@@ -275,10 +275,9 @@ class StandaloneTests(TestCase):
         A standalone agent is ready, and its events reach its own
         subscribers: its directory knows itself.
         """
-        from clacks.agent.config import defaultConfig
-        from clacks.agent.config import CoreConfig, HTTPConfig
-        from clacks.agent.service import makeAgent
         import tests.util.nodropins as nodropins
+        from clacks.agent.config import CoreConfig, HTTPConfig, defaultConfig
+        from clacks.agent.service import makeAgent
         from tests.util.agents import builtinEntryPoints
 
         config = defaultConfig(

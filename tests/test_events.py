@@ -91,7 +91,9 @@ class EncodingTests(SynchronousTestCase):
         self.assertEqual(self.types.decode(self.types.encode(event)), event)
         schema = schemaOf(DiskFull)
         self.assertEqual(schema["required"], ["event", "node", "path", "free"])
-        self.assertEqual(schema["properties"]["tags"], {"type": "array", "items": {"type": "string"}})
+        self.assertEqual(
+            schema["properties"]["tags"], {"type": "array", "items": {"type": "string"}}
+        )
 
     def test_registerConflict(self) -> None:
         """

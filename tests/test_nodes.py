@@ -17,9 +17,7 @@ TIMEOUT = 30.0
 
 
 def announce(node: str = "a", incarnation: str = "1", **kw: Any) -> NodeAnnounce:
-    return NodeAnnounce(
-        node=node, incarnation=incarnation, version="0.1", interval=INTERVAL, **kw
-    )
+    return NodeAnnounce(node=node, incarnation=incarnation, version="0.1", interval=INTERVAL, **kw)
 
 
 def status(node: str = "a", incarnation: str = "1", sequence: int = 1) -> NodeStatus:

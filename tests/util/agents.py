@@ -178,9 +178,7 @@ class EventRecorder:
 
     def of(self, eventType: str, node: str | None = None) -> list[Any]:
         return [
-            e
-            for e in self.events
-            if e.eventType == eventType and (node is None or e.node == node)
+            e for e in self.events if e.eventType == eventType and (node is None or e.node == node)
         ]
 
 
