@@ -112,7 +112,7 @@ class LifecycleTests(SynchronousTestCase):
             self.events,  # type: ignore[arg-type]
             self.bus,  # type: ignore[arg-type]
             "inc1",
-            commands=lambda: ["b", "a"],
+            commands=lambda: [{"name": "b"}, {"name": "a"}],
             probe=FakeProbe(),
         )
 

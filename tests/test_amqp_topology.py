@@ -26,7 +26,11 @@ class NamesTests(SynchronousTestCase):
         self.assertEqual(t.sharedQueue, "org.clacks.commands.any")
         self.assertEqual(t.nodeQueue, "org.clacks.commands.node.web1")
         self.assertEqual(t.eventQueue("abc.1"), "org.clacks.events.web1.abc.1")
-        self.assertEqual(t.sharedQueueArguments(), {"x-queue-type": "quorum"})
+        self.assertEqual(
+            t.sharedQueueArguments(),
+            {"x-queue-type": "quorum", "x-dead-letter-exchange": "org.clacks.dead"},
+        )
+        self.assertEqual(t.deadQueue, "org.clacks.dead")
         self.assertEqual(nodeKey("web1.example.com"), "node.web1.example.com")
 
 

@@ -53,6 +53,7 @@ class NodeInfo:
     version: str | None = None
     commands: tuple[str, ...] = ()
     objects: tuple[str, ...] = ()
+    methods: tuple[dict[str, Any], ...] = ()
     status: NodeStatus | None = None
 
     def asDict(self) -> dict[str, Any]:
@@ -230,6 +231,7 @@ class NodeDirectory:
                 version=event.version,
                 commands=tuple(event.commands),
                 objects=tuple(event.objects),
+                methods=tuple(event.methods),
                 interval=event.interval or info.interval,
             )
         entry.info = attrs.evolve(info, state=NodeState.alive, lastSeen=now)

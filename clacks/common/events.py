@@ -102,7 +102,8 @@ class NodeAnnounce(Event):
 
     @ivar incarnation: new at every start; tells a restart from a hiccup.
     @ivar version: the agent's version.
-    @ivar commands: the commands the node provides.
+    @ivar commands: the names of the commands the node provides.
+    @ivar methods: their descriptions (name, signature, help, type, ...).
     @ivar objects: the object OIDs the node provides.
     @ivar interval: seconds between the node's NodeStatus events.
     """
@@ -112,6 +113,7 @@ class NodeAnnounce(Event):
     commands: list[str] = attrs.field(factory=list)
     objects: list[str] = attrs.field(factory=list)
     interval: float = 10.0
+    methods: list[dict[str, Any]] = attrs.field(factory=list)
 
 
 @attrs.frozen

@@ -79,9 +79,10 @@ class DomainFixture:
         self.nodeTimeout = nodeTimeout if nodeTimeout is not None else 3 * interval
         self.brokerURL = brokerURL
         self.agents: list[AgentService] = []
-        for exchange in ("events", "commands"):
+        for exchange in ("events", "commands", "dead"):
             self.broker.deleteAfterwards(exchange=f"{self.domain}.{exchange}")
         self.broker.deleteAfterwards(queue=f"{self.domain}.commands.any")
+        self.broker.deleteAfterwards(queue=f"{self.domain}.dead")
         testcase.addCleanup(self.stopAll)
 
     def config(self, node: str, brokerURL: str | None = None, **amqp: Any) -> AgentConfig:

@@ -198,6 +198,16 @@ class PluginRegistry:
                 kind="interface handler" if IInterfaceHandler.providedBy(plugin) else "plugin",
             )
 
+    def reportProblem(self, name: str, stage: str, error: str) -> None:
+        """
+        Report that plugin C{name} has a problem that is not an exception
+        (a command without help, say): log it and list it in L{failures}.
+
+        @raise PluginError: if the registry is strict.
+        """
+        spec = self._specs.get(name)
+        self._fail(name, stage, error, spec.origin if spec is not None else "unknown")
+
     def recordFailure(self, name: str, stage: str, failure: Failure) -> None:
         """
         Report that plugin C{name} failed at C{stage}: log it with its

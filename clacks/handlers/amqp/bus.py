@@ -45,7 +45,6 @@ from clacks.handlers.amqp.compat import (
 from clacks.handlers.amqp.topology import DomainTopology
 from clacks.interfaces import IMessageBus
 
-
 #: Seconds the AMQP handshake (login, vhost) may take.
 CONNECT_TIMEOUT = 15.0
 
@@ -152,7 +151,8 @@ class AMQPBus:
     @param reactor: provides IReactorTime and IReactorTCP.
     @param url: the broker.
     @param config: the C{[amqp]} settings.
-    @param topology: declared on every connect.
+    @param topology: declared on every connect; C{None} for a client that
+        only calls (it must not declare the domain's queues).
     @param connectionName: shown by the broker for this connection.
     @param endpoint: overrides the endpoint made from C{url} (tests use it to
         go through a fault-injecting proxy).
@@ -165,7 +165,7 @@ class AMQPBus:
         reactor: Any,
         url: BrokerURL,
         config: AMQPConfig,
-        topology: DomainTopology,
+        topology: DomainTopology | None,
         connectionName: str,
         endpoint: IStreamClientEndpoint | None = None,
         jitter: Callable[[], float] = random.random,
@@ -182,6 +182,9 @@ class AMQPBus:
         self._publishChannel: Any = None
         self._consumeChannel: Any = None
         self._setupChannel: Any = None
+        self._replyChannel: Any = None
+        self._replyHandler: MessageCallback | None = None
+        self._replyConsumer: Any = None
         self._setups: list[Setup] = []
         self._consumers: set[ConsumerHandle] = set()
         self._readyWaiters: list[Deferred[None]] = []
@@ -190,6 +193,14 @@ class AMQPBus:
         self.connects = 0
 
     # State
+
+    @property
+    def login(self) -> str:
+        """
+        The user this bus logs in as: the broker-validated C{user-id} of
+        everything it publishes.
+        """
+        return self._url.username
 
     @property
     def ready(self) -> bool:
@@ -289,7 +300,7 @@ class AMQPBus:
         self.log.info(
             "Connected to {url}: topology of {domain} declared, {consumers} consumer(s)",
             url=self._url.redacted(),
-            domain=self.topology.domain,
+            domain=self.topology.domain if self.topology else "(none)",
             consumers=len(self._consumers),
         )
         waiters, self._readyWaiters = self._readyWaiters, []
@@ -306,12 +317,15 @@ class AMQPBus:
         yield connection.enableConfirms(publish)
         consume = yield connection.newChannel()
         setup = yield connection.newChannel()
-        yield self.topology.declare(setup)
+        if self.topology is not None:
+            yield self.topology.declare(setup)
         for fn in list(self._setups):
             yield fn(connection, setup)
         self._publishChannel = publish
         self._consumeChannel = consume
         self._setupChannel = setup
+        if self._replyHandler is not None:
+            yield self._openReplyChannel(connection)
         for handle in list(self._consumers):
             yield self._startConsumer(connection, handle)
 
@@ -320,6 +334,7 @@ class AMQPBus:
             return
         self._connection = None
         self._publishChannel = self._consumeChannel = self._setupChannel = None
+        self._replyChannel = self._replyConsumer = None
         for handle in self._consumers:
             handle._live = None
         if not self._stopping:
@@ -331,6 +346,30 @@ class AMQPBus:
                 why=why,
             )
         self._notify(False)
+
+    # Direct reply-to
+
+    def setReplyHandler(self, handler: MessageCallback) -> None:
+        """
+        Receive replies to requests published with C{via="rpc"} and
+        C{reply-to: amq.rabbitmq.reply-to} (RabbitMQ's direct reply-to: no
+        reply queue to declare).  The channel is reopened on every connect.
+        """
+        self._replyHandler = handler
+        if self._connection is not None and self._replyChannel is None:
+            self._openReplyChannel(self._connection).addErrback(
+                lambda f: self.log.failure("Opening the reply channel failed", f)
+            )
+
+    @inlineCallbacks
+    def _openReplyChannel(self, connection: Any) -> Any:
+        channel = yield connection.newChannel()
+        yield connection.enableConfirms(channel)
+        consumer = yield connection.consume(channel, "amq.rabbitmq.reply-to", noAck=True)
+        self._replyChannel, self._replyConsumer = channel, consumer
+        assert self._replyHandler is not None
+        handle = ConsumerHandle(self, "amq.rabbitmq.reply-to", self._replyHandler, True, None)
+        self._pump(channel, consumer, handle)
 
     # Setups and consumers
 
@@ -450,9 +489,13 @@ class AMQPBus:
         properties: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         mandatory: bool = False,
+        via: str = "publish",
     ) -> Any:
         """
         Publish and wait for the broker's confirm.
+
+        C{via="rpc"} publishes on the direct reply-to channel (see
+        L{setReplyHandler}), as requests that expect replies must.
 
         While disconnected, waits for the connection; a publish whose
         connection drops before its confirm is sent again on the next one
@@ -483,7 +526,10 @@ class AMQPBus:
                 except (TimeoutError, CancelledError):
                     continue
             attempts += 1
-            connection, channel = self._connection, self._publishChannel
+            connection = self._connection
+            channel = self._replyChannel if via == "rpc" else self._publishChannel
+            if channel is None:
+                raise BusUnavailable(f"no {via!r} channel: call setReplyHandler() first")
             d = connection.publish(
                 channel, exchange, routingKey, body, dict(properties or {}), mandatory=mandatory
             )
@@ -500,7 +546,7 @@ class AMQPBus:
                 if connection is self._connection:
                     # A channel error (e.g. no such exchange) is the caller's:
                     # reopen the channel for the others, report it.
-                    yield self._reopenPublishChannel(connection)
+                    yield self._reopenPublishChannel(connection, via)
                     raise BusUnavailable(f"the broker refused the message: {e}") from None
                 continue
             except ConnectionLostError:
@@ -515,7 +561,10 @@ class AMQPBus:
             return
 
     @inlineCallbacks
-    def _reopenPublishChannel(self, connection: Any) -> Any:
+    def _reopenPublishChannel(self, connection: Any, via: str) -> Any:
+        if via == "rpc":
+            yield self._openReplyChannel(connection)
+            return
         channel = yield connection.newChannel()
         yield connection.enableConfirms(channel)
         if connection is self._connection:

@@ -59,7 +59,7 @@ class AMQPHandler(Plugin):
             EventTypes(), self.topology, self.bus, self.incarnation[:8], context.reactor
         )
         self.lifecycle = NodeLifecycle(
-            context, self.events, self.bus, self.incarnation, commands=self._commandNames
+            context, self.events, self.bus, self.incarnation, commands=self._commands
         )
         self._stopWatchingNodes: Any = None
 
@@ -71,10 +71,10 @@ class AMQPHandler(Plugin):
         """
         return self.bus is None or self.bus.ready
 
-    def _commandNames(self) -> list[str]:
+    def _commands(self) -> list[dict[str, Any]]:
         plugins = self.context.plugins
         if "CommandRegistry" in plugins:
-            return list(plugins.get("CommandRegistry").commandNames())
+            return [d.toJSON() for d in plugins.get("CommandRegistry").descriptions()]
         return []
 
     def serve(self) -> None:

@@ -54,7 +54,8 @@ class NodeLifecycle:
     @param bus: the connection whose readiness triggers NodeAnnounce;
         C{None} when standalone.
     @param incarnation: new at every start.
-    @param commands: returns the names of the commands this node provides.
+    @param commands: returns the descriptions (JSON-ready dicts with at
+        least C{name}) of the commands this node provides.
     """
 
     log = Logger()
@@ -65,7 +66,7 @@ class NodeLifecycle:
         events: IEventBus,
         bus: IMessageBus | None,
         incarnation: str,
-        commands: Callable[[], list[str]] = list,
+        commands: Callable[[], list[dict[str, Any]]] = list,
         probe: Any = None,
     ) -> None:
         self._context = context
@@ -110,11 +111,13 @@ class NodeLifecycle:
         """
         Publish this node's NodeAnnounce.
         """
+        methods = self._commands()
         event = NodeAnnounce(
             node=self.node,
             incarnation=self.incarnation,
             version=__version__,
-            commands=sorted(self._commands()),
+            commands=sorted(m["name"] for m in methods),
+            methods=methods,
             objects=self._context.objects.oids(),
             interval=self._interval,
         )

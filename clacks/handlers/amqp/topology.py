@@ -18,6 +18,8 @@ from twisted.internet.defer import inlineCallbacks
 ANY_NODE_KEY = "any"
 #: Routing key of calls every node of the domain serves.
 ALL_NODES_KEY = "all"
+#: Dead-lettered messages kept at most (the oldest are dropped beyond).
+DEAD_QUEUE_MAX_LENGTH = 10000
 #: How long an unused per-node queue outlives its node (milliseconds).
 NODE_QUEUE_EXPIRES_MS = 3600 * 1000
 
@@ -54,6 +56,16 @@ class DomainTopology:
         return f"{self.domain}.commands"
 
     @property
+    def deadExchange(self) -> str:
+        """Topic exchange of messages the agent could not serve."""
+        return f"{self.domain}.dead"
+
+    @property
+    def deadQueue(self) -> str:
+        """Durable, bounded queue where dead-lettered messages wait for an operator."""
+        return f"{self.domain}.dead"
+
+    @property
     def sharedQueue(self) -> str:
         """Durable queue of calls any node may serve (competing consumers)."""
         return f"{self.domain}.commands.any"
@@ -71,7 +83,14 @@ class DomainTopology:
         return f"{self.domain}.events.{self.node}.{suffix}"
 
     def sharedQueueArguments(self) -> dict[str, Any]:
-        return {"x-queue-type": self.queueType}
+        return {"x-queue-type": self.queueType, "x-dead-letter-exchange": self.deadExchange}
+
+    def nodeQueueArguments(self) -> dict[str, Any]:
+        return {
+            "x-queue-type": "classic",
+            "x-expires": NODE_QUEUE_EXPIRES_MS,
+            "x-dead-letter-exchange": self.deadExchange,
+        }
 
     @inlineCallbacks
     def declare(self, channel: Any) -> Any:
@@ -79,8 +98,14 @@ class DomainTopology:
         Declare the exchanges and command queues on C{channel}.  Declaring
         is idempotent, so every agent does it at every (re)connect.
         """
-        for exchange in (self.eventsExchange, self.commandsExchange):
+        for exchange in (self.eventsExchange, self.commandsExchange, self.deadExchange):
             yield channel.exchange_declare(exchange=exchange, type="topic", durable=True)
+        yield channel.queue_declare(
+            queue=self.deadQueue,
+            durable=True,
+            arguments={"x-queue-type": "classic", "x-max-length": DEAD_QUEUE_MAX_LENGTH},
+        )
+        yield channel.queue_bind(queue=self.deadQueue, exchange=self.deadExchange, routing_key="#")
         yield channel.queue_declare(
             queue=self.sharedQueue, durable=True, arguments=self.sharedQueueArguments()
         )
@@ -88,9 +113,7 @@ class DomainTopology:
             queue=self.sharedQueue, exchange=self.commandsExchange, routing_key=ANY_NODE_KEY
         )
         yield channel.queue_declare(
-            queue=self.nodeQueue,
-            durable=True,
-            arguments={"x-queue-type": "classic", "x-expires": NODE_QUEUE_EXPIRES_MS},
+            queue=self.nodeQueue, durable=True, arguments=self.nodeQueueArguments()
         )
         for key in (nodeKey(self.node), ALL_NODES_KEY):
             yield channel.queue_bind(
