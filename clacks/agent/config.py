@@ -160,6 +160,7 @@ class AgentSettings:
     nodeTimeout: float = 30.0
     threads: int = 8
     drainTimeout: float = 10.0
+    capacity: int = 16
 
 
 @attrs.frozen
@@ -341,6 +342,7 @@ _KEYS = [
     _Key("agent", "node-timeout", "nodeTimeout", _positiveNumber),
     _Key("agent", "threads", "threads", _positiveInt),
     _Key("agent", "drain-timeout", "drainTimeout", _nonNegativeNumber),
+    _Key("agent", "capacity", "capacity", _positiveInt),
 ]
 _KEYS_BY_NAME = {(k.section, k.key): k for k in _KEYS}
 

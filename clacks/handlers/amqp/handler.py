@@ -11,12 +11,19 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 from zope.interface import implementer
 
+from clacks.agent.dispatch import Dispatcher
 from clacks.common.components.plugin import Plugin
 from clacks.common.events import EventTypes
 from clacks.common.handler import IInterfaceHandler
 from clacks.handlers.amqp.bus import AMQPBus
 from clacks.handlers.amqp.eventbus import EventBus
 from clacks.handlers.amqp.lifecycle import NodeLifecycle
+from clacks.handlers.amqp.rpc import (
+    BusRemoteCaller,
+    CommandServer,
+    RPCCaller,
+    forgetOnNodeChange,
+)
 from clacks.handlers.amqp.topology import DomainTopology
 from clacks.interfaces import IAgentContext
 
@@ -61,7 +68,12 @@ class AMQPHandler(Plugin):
         self.lifecycle = NodeLifecycle(
             context, self.events, self.bus, self.incarnation, commands=self._commands
         )
-        self._stopWatchingNodes: Any = None
+        self._stopWatchingNodes: list[Any] = []
+        self.caller: RPCCaller | None = None
+        self.server: CommandServer | None = None
+        self.dispatcher: Dispatcher | None = None
+        if self.bus is not None:
+            self.caller = RPCCaller(self.bus, self.topology.commandsExchange, context.reactor)
 
     @property
     def ready(self) -> bool:
@@ -78,12 +90,35 @@ class AMQPHandler(Plugin):
         return []
 
     def serve(self) -> None:
+        plugins = self.context.plugins
+        directory = plugins.get("NodeDirectory").directory if "NodeDirectory" in plugins else None
+        if directory is not None:
+            self._stopWatchingNodes.append(directory.observe(self._nodeChanged))
+        if "CommandRegistry" in plugins:
+            registry = plugins.get("CommandRegistry")
+            registry.collect()
+            remote = BusRemoteCaller(self.caller) if self.caller is not None else None
+            self.dispatcher = Dispatcher(
+                registry, self.context.config.core.id, directory, remote, self.context.reactor
+            )
+            if self.bus is not None:
+                self.server = CommandServer(
+                    self.context,
+                    self.bus,
+                    self.topology,
+                    self.dispatcher,
+                    capacity=self.context.config.agent.capacity,
+                )
+                self.server.start()
+        else:
+            self.log.warn("No CommandRegistry plugin: this agent serves no commands")
+        if self.caller is not None:
+            self.caller.start()
+            if directory is not None:
+                self._stopWatchingNodes.append(directory.observe(forgetOnNodeChange(self.caller)))
         self.events.start()
         if self.bus is not None:
             self.bus.start()
-        if "NodeDirectory" in self.context.plugins:
-            directory = self.context.plugins.get("NodeDirectory").directory
-            self._stopWatchingNodes = directory.observe(self._nodeChanged)
         self.lifecycle.start()
 
     def _nodeChanged(self, change: Any) -> None:
@@ -92,9 +127,23 @@ class AMQPHandler(Plugin):
 
     @inlineCallbacks
     def stop(self) -> Any:
-        if self._stopWatchingNodes is not None:
-            self._stopWatchingNodes()
+        """
+        Leave the domain cleanly: announce draining, let calls in flight
+        finish (up to C{[agent] drain-timeout}) and hand back the rest,
+        publish NodeLeave, close the connection.
+        """
+        for stopWatching in self._stopWatchingNodes:
+            stopWatching()
+        self._stopWatchingNodes = []
+        stats = self.context.stats
+        if self.server is not None:
+            stats.draining = True
+            if self.bus is not None and self.bus.ready:
+                yield self.lifecycle.publishStatus()
+            yield self.server.stop(self.context.config.agent.drainTimeout)
         yield self.lifecycle.stop()
+        if self.caller is not None:
+            self.caller.stop()
         if self.bus is not None:
             yield self.bus.stop()
 

@@ -156,6 +156,13 @@ class NodeLifecycle:
             failedPlugins=sorted({f.name for f in self._context.plugins.failures}),
         )
 
+    def publishStatus(self) -> Deferred[None]:
+        """
+        Publish a NodeStatus now, out of turn (e.g. when starting to drain).
+        """
+        self._sequence += 1
+        return self._publish(self.status(), self._interval)
+
     def _tick(self, count: int) -> None:
         # count > 1 means the reactor was too busy to run us for a while:
         # the missed intervals still count towards the expected time.

@@ -1,0 +1,623 @@
+# -*- test-case-name: tests.test_amqp_rpc -*-
+"""
+JSON-RPC over AMQP: the agent's command server, and the caller that sends
+requests and matches replies (used by the agent to reach other nodes, and
+by L{clacks.client}).
+
+A request is published on the domain's commands exchange with routing key
+C{any}, C{node.<id>} or C{all}; the reply goes to its C{reply-to} (RabbitMQ's
+direct reply-to) with its C{correlation-id}.  See C{docs/protocol.md}.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    TimeoutError,
+    inlineCallbacks,
+    succeed,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from clacks.agent.commands import CallContext
+from clacks.agent.dispatch import ALL, ANY, LOCAL, AllNodesResult, Dispatcher, IRemoteCaller
+from clacks.common.components._discovery import describeException
+from clacks.common.jsonrpc import (
+    DEFAULT_LIMITS,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    JSON_CONTENT_TYPE,
+    NODE_UNAVAILABLE,
+    TIMEOUT,
+    Limits,
+    Request,
+    Response,
+    RPCError,
+    dumps,
+    errorResponse,
+    parseRequests,
+    parseResponse,
+    resultResponse,
+)
+from clacks.handlers.amqp.bus import AMQPBus, Delivery
+from clacks.handlers.amqp.topology import ALL_NODES_KEY, DomainTopology, nodeKey
+
+DEADLINE_HEADER = "x-clacks-deadline"
+TARGET_HEADER = "x-clacks-target"
+ON_BEHALF_HEADER = "x-clacks-on-behalf-of"
+NODE_HEADER = "x-clacks-node"
+DEAD_REASON_HEADER = "x-clacks-dead-reason"
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+
+
+class ReplyCache:
+    """
+    Replies already sent, by request message id, for a while: a request
+    redelivered after its reply went out is answered from here instead of
+    running again.
+
+    @param clock: for expiry.
+    @param ttl: seconds a reply is kept.
+    @param size: replies kept at most (the oldest go first).
+    """
+
+    def __init__(self, clock: Any, ttl: float = 300.0, size: int = 10000) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self._size = size
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, body = entry
+        if expires < self._clock.seconds():
+            del self._entries[key]
+            return None
+        return body
+
+    def put(self, key: str, body: bytes) -> None:
+        now = self._clock.seconds()
+        self._entries[key] = (now + self._ttl, body)
+        self._entries.move_to_end(key)
+        while self._entries:
+            oldest = next(iter(self._entries.values()))
+            if len(self._entries) <= self._size and oldest[0] >= now:
+                break
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def requestProperties(
+    correlationId: str, deadline: float, timeout: float, headers: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "content-type": JSON_CONTENT_TYPE,
+        "content-encoding": "utf-8",
+        "correlation-id": correlationId,
+        "message-id": correlationId,
+        "reply-to": DIRECT_REPLY_TO,
+        "delivery-mode": 2,
+        # The broker drops a request nobody took before its deadline.
+        "expiration": str(max(1, int(timeout * 1000))),
+        "headers": {DEADLINE_HEADER: deadline, **headers},
+    }
+
+
+@attrs.define(eq=False)
+class _Pending:
+    done: Deferred[Any]
+    expected: set[str] | None = None
+    replies: dict[str, Response] = attrs.Factory(dict)
+
+
+class RPCCaller:
+    """
+    Sends requests over a bus and hands back their replies.
+
+    @param bus: publishes on its direct reply-to channel.
+    @param exchange: the domain's commands exchange.
+    @param clock: for timeouts and deadlines (wall clock).
+    """
+
+    log = Logger()
+
+    def __init__(self, bus: AMQPBus, exchange: str, clock: Any) -> None:
+        self._bus = bus
+        self._exchange = exchange
+        self._clock = clock
+        self._pending: dict[str, _Pending] = {}
+
+    def start(self) -> None:
+        self._bus.setReplyHandler(self._received)
+
+    def stop(self) -> None:
+        for pending in list(self._pending.values()):
+            if not pending.done.called:
+                pending.done.cancel()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _send(
+        self,
+        routingKey: str,
+        request: Request,
+        timeout: float,
+        headers: dict[str, Any],
+        pending: _Pending,
+    ) -> str:
+        correlationId = uuid.uuid4().hex
+        body = dumps(request.toJSON())
+        deadline = self._clock.seconds() + timeout
+        properties = requestProperties(correlationId, deadline, timeout, headers)
+        properties["user-id"] = self._bus.login
+        self._pending[correlationId] = pending
+
+        def forget(result: Any) -> Any:
+            self._pending.pop(correlationId, None)
+            return result
+
+        pending.done.addBoth(forget)
+        published = self._bus.publish(
+            self._exchange, routingKey, body, properties, timeout=timeout, via="rpc"
+        )
+
+        def notSent(failure: Failure) -> None:
+            if not pending.done.called:
+                assert failure.value is not None
+                pending.done.errback(
+                    RPCError(
+                        NODE_UNAVAILABLE,
+                        f"request not sent: {describeException(failure.value)}",
+                    )
+                )
+
+        published.addErrback(notSent)
+        return correlationId
+
+    def call(
+        self,
+        routingKey: str,
+        request: Request,
+        timeout: float,
+        headers: dict[str, Any] | None = None,
+    ) -> Deferred[Response]:
+        """
+        Send C{request} and wait for one reply.
+
+        @return: a Deferred with the L{Response}; failing with an
+            L{RPCError} (L{TIMEOUT}) if none came within C{timeout}.
+        """
+        pending = _Pending(Deferred())
+        self._send(routingKey, request, timeout, dict(headers or {}), pending)
+        return self._bounded(pending.done, timeout, routingKey, request.method)
+
+    def gather(
+        self,
+        routingKey: str,
+        request: Request,
+        timeout: float,
+        expected: set[str],
+        headers: dict[str, Any] | None = None,
+    ) -> tuple[str, Deferred[dict[str, Response]]]:
+        """
+        Send C{request} to many nodes and collect their replies until every
+        node in C{expected} answered (see L{forgetNode}) or C{timeout}.
+
+        @return: the correlation id, and a Deferred with the replies by node
+            (possibly fewer than expected).
+        """
+        pending = _Pending(Deferred(), expected=set(expected))
+        correlationId = self._send(routingKey, request, timeout, dict(headers or {}), pending)
+        done: Deferred[dict[str, Response]] = Deferred()
+
+        def expire() -> None:
+            if not pending.done.called:
+                pending.done.callback(None)
+
+        timer = self._clock.callLater(timeout, expire)
+
+        def finish(result: Any) -> None:
+            # Replies gathered so far are the answer, whatever ended it.
+            if timer.active():
+                timer.cancel()
+            if not done.called:
+                done.callback(dict(pending.replies))
+
+        pending.done.addBoth(finish)
+        if not expected:
+            pending.done.callback(None)
+        return correlationId, done
+
+    def forgetNode(self, node: str) -> None:
+        """
+        C{node} left or died: stop waiting for its replies.
+        """
+        for pending in list(self._pending.values()):
+            if pending.expected is not None and node in pending.expected:
+                pending.expected.discard(node)
+                self._checkComplete(pending)
+
+    def _checkComplete(self, pending: _Pending) -> None:
+        if pending.expected is not None and pending.expected <= set(pending.replies):
+            if not pending.done.called:
+                pending.done.callback(None)
+
+    def _bounded(
+        self, d: Deferred[Response], timeout: float, routingKey: str, method: str
+    ) -> Deferred[Response]:
+        def timedOut(failure: Failure) -> Failure:
+            if failure.check(TimeoutError):
+                raise RPCError(
+                    TIMEOUT,
+                    f"no answer to {method!r} ({routingKey}) within {timeout:g} s",
+                    {"timeout": timeout},
+                )
+            return failure
+
+        return d.addTimeout(timeout, self._clock).addErrback(timedOut)
+
+    def _received(self, delivery: Delivery) -> None:
+        correlationId = delivery.properties.get("correlation-id")
+        pending = self._pending.get(str(correlationId))
+        if pending is None or pending.done.called:
+            self.log.debug("Late or unknown reply {cid} dropped", cid=correlationId)
+            return
+        try:
+            response = parseResponse(delivery.body)
+        except RPCError as e:
+            self.log.warn(
+                "Malformed reply {cid} from {node} dropped: {error}",
+                cid=correlationId,
+                node=delivery.headers.get(NODE_HEADER),
+                error=e.message,
+            )
+            return
+        if pending.expected is None:
+            pending.done.callback(response)
+            return
+        node = str(delivery.headers.get(NODE_HEADER, "?"))
+        pending.replies[node] = response
+        self._checkComplete(pending)
+
+
+@implementer(IRemoteCaller)
+class BusRemoteCaller:
+    """
+    The dispatcher's way to other nodes: requests over the bus, with the
+    caller's identity passed along.
+    """
+
+    def __init__(self, caller: RPCCaller) -> None:
+        self._caller = caller
+
+    def _headers(self, context: CallContext) -> dict[str, Any]:
+        return {ON_BEHALF_HEADER: context.user} if context.user else {}
+
+    @inlineCallbacks
+    def callNode(self, node: str, request: Request, context: CallContext, timeout: float) -> Any:
+        response = yield self._caller.call(nodeKey(node), request, timeout, self._headers(context))
+        if response.error is not None:
+            raise response.error
+        return response.result
+
+    @inlineCallbacks
+    def callAll(
+        self, request: Request, context: CallContext, expected: set[str], timeout: float
+    ) -> Any:
+        _, done = self._caller.gather(
+            ALL_NODES_KEY, request, timeout, expected, self._headers(context)
+        )
+        replies = yield done
+        results = {n: r.result for n, r in replies.items() if r.error is None}
+        errors = {n: r.error for n, r in replies.items() if r.error is not None}
+        missing = sorted(expected - set(replies))
+        return AllNodesResult(results, errors, missing)
+
+
+class CommandServer:
+    """
+    Serves the calls of the domain's shared queue (any node) and of this
+    node's own queue (this node, and all nodes).
+
+    Delivery is at-least-once: a request is acknowledged only after its
+    reply was published and confirmed; a redelivered one whose reply went
+    out already is answered from the L{ReplyCache}.  Prefetch is the
+    agent's capacity, so a busy agent leaves calls to the others.
+
+    @param trustedUsers: logins whose C{x-clacks-on-behalf-of} header is
+        believed (the agents' own login): a forwarded call keeps its
+        caller's identity.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        context: Any,
+        bus: AMQPBus,
+        topology: DomainTopology,
+        dispatcher: Dispatcher,
+        capacity: int,
+        limits: Limits = DEFAULT_LIMITS,
+        cache: ReplyCache | None = None,
+        trustedUsers: frozenset[str] | None = None,
+    ) -> None:
+        self._context = context
+        self._bus = bus
+        self._topology = topology
+        self._dispatcher = dispatcher
+        self._capacity = capacity
+        self._limits = limits
+        self._clock = context.reactor
+        self.cache = cache if cache is not None else ReplyCache(self._clock)
+        self._trusted = trustedUsers if trustedUsers is not None else frozenset({bus.login})
+        self._consumers: list[Any] = []
+        self._inflight: dict[int, tuple[Delivery, Deferred[Any]]] = {}
+        self._abandoned: set[int] = set()
+        self._idle: list[Deferred[None]] = []
+        self.refused = 0
+
+    @property
+    def node(self) -> str:
+        return str(self._context.config.core.id)
+
+    def start(self) -> None:
+        self._consumers = [
+            self._bus.consume(
+                self._topology.sharedQueue,
+                lambda d: self._received(d, shared=True),
+                prefetch=self._capacity,
+            ),
+            self._bus.consume(
+                self._topology.nodeQueue,
+                lambda d: self._received(d, shared=False),
+                prefetch=self._capacity,
+            ),
+        ]
+
+    @inlineCallbacks
+    def stop(self, drainTimeout: float) -> Any:
+        """
+        Stop taking calls (cancel the consumers), let those in flight finish
+        for up to C{drainTimeout} seconds, then hand the rest back to the
+        broker (rejected with requeue) so another node serves them.
+
+        @return: a Deferred firing with how many calls were handed back.
+        """
+        consumers, self._consumers = self._consumers, []
+        for consumer in consumers:
+            yield consumer.cancel()
+        if self._inflight:
+            self.log.info(
+                "Draining {count} call(s) for up to {timeout} s",
+                count=len(self._inflight),
+                timeout=drainTimeout,
+            )
+            idle: Deferred[None] = Deferred()
+            self._idle.append(idle)
+            try:
+                yield idle.addTimeout(drainTimeout, self._clock)
+            except (TimeoutError, CancelledError):
+                pass
+            if idle in self._idle:
+                self._idle.remove(idle)
+        requeued = 0
+        for key, (delivery, _) in list(self._inflight.items()):
+            self._abandoned.add(key)
+            delivery.reject(True)
+            requeued += 1
+        if requeued:
+            self.log.warn("Handed {count} unfinished call(s) back to the broker", count=requeued)
+        self._context.stats.requeued += requeued
+        return requeued
+
+    def _received(self, delivery: Delivery, shared: bool) -> Deferred[Any]:
+        key = id(delivery)
+        stats = self._context.stats
+        stats.inflight += 1
+        d = self._serve(delivery, shared, key)
+        self._inflight[key] = (delivery, d)
+
+        def done(result: Any) -> None:
+            stats.inflight -= 1
+            stats.processed += 1
+            self._inflight.pop(key, None)
+            self._abandoned.discard(key)
+            if not self._inflight:
+                idle, self._idle = self._idle, []
+                for waiter in idle:
+                    waiter.callback(None)
+            if isinstance(result, Failure):
+                self.log.failure(
+                    "Serving a request from {queue} failed; it goes back to the queue",
+                    result,
+                    queue=delivery.routingKey,
+                )
+                if key not in self._abandoned:
+                    delivery.reject(True)
+
+        d.addBoth(done)
+        return succeed(None)
+
+    def _target(self, delivery: Delivery, shared: bool) -> Any:
+        if not shared:
+            return LOCAL
+        return ALL if delivery.headers.get(TARGET_HEADER) == "all" else ANY
+
+    def _context_for(self, delivery: Delivery, shared: bool) -> CallContext:
+        properties = delivery.properties
+        user = properties.get("user-id")
+        onBehalf = delivery.headers.get(ON_BEHALF_HEADER)
+        if onBehalf and user in self._trusted:
+            user = onBehalf
+        deadline = delivery.headers.get(DEADLINE_HEADER)
+        return CallContext(
+            user=str(user) if user else None,
+            queue=self._topology.sharedQueue if shared else self._topology.nodeQueue,
+            deadline=float(deadline) if isinstance(deadline, int | float) else None,
+            requestId=properties.get("message-id") or properties.get("correlation-id"),
+        )
+
+    @inlineCallbacks
+    def _serve(self, delivery: Delivery, shared: bool, key: int) -> Any:
+        properties = delivery.properties
+        replyTo = properties.get("reply-to")
+        requestId = properties.get("message-id") or properties.get("correlation-id")
+        if not replyTo:
+            yield self._deadLetter(delivery, "no reply_to: the agent cannot answer it")
+            delivery.ack()
+            return
+        cached = self.cache.get(str(requestId)) if requestId else None
+        if cached is not None:
+            self.log.info("Request {id} was answered before: sending the same reply", id=requestId)
+            yield self._reply(delivery, cached)
+            delivery.ack()
+            return
+        body = yield self._answer(delivery, shared)
+        if key in self._abandoned:
+            return
+        if body is not None:
+            yield self._reply(delivery, body)
+            if requestId:
+                self.cache.put(str(requestId), body)
+        if key not in self._abandoned:
+            delivery.ack()
+
+    @inlineCallbacks
+    def _answer(self, delivery: Delivery, shared: bool) -> Any:
+        contentType = delivery.properties.get("content-type")
+        if contentType not in (None, "", JSON_CONTENT_TYPE):
+            self.refused += 1
+            return dumps(
+                errorResponse(
+                    None,
+                    RPCError(
+                        INVALID_REQUEST,
+                        f"content type {contentType!r}: requests are {JSON_CONTENT_TYPE}",
+                    ),
+                )
+            )
+        parsed = parseRequests(delivery.body, self._limits)
+        context = self._context_for(delivery, shared)
+        expired = context.deadline is not None and context.deadline < self._clock.seconds()
+        target = self._target(delivery, shared)
+        responses = []
+        for item in parsed.items:
+            if isinstance(item, RPCError):
+                self.refused += 1
+                self.log.warn(
+                    "Refused a request from {user} on {queue}: {error}",
+                    user=context.user,
+                    queue=context.queue,
+                    error=item.message,
+                )
+                responses.append(errorResponse(item.id, item))
+                continue
+            if expired:
+                self.log.info(
+                    "Request {id} ({method}) expired before it started; not run",
+                    id=context.requestId,
+                    method=item.method,
+                )
+                error = RPCError(TIMEOUT, "the call's deadline passed before it started; not run")
+                if not item.notification:
+                    responses.append(errorResponse(item.id, error))
+                continue
+            try:
+                result = yield self._dispatcher.dispatch(item, context, target)
+            except RPCError as e:
+                if not item.notification:
+                    responses.append(errorResponse(item.id, e))
+                continue
+            except Exception as e:
+                self.log.failure("Dispatching {method} failed", method=item.method)
+                if not item.notification:
+                    error = RPCError(INTERNAL_ERROR, describeException(e))
+                    responses.append(errorResponse(item.id, error))
+                continue
+            if not item.notification:
+                responses.append(resultResponse(item.id, result))
+        if not responses:
+            return None
+        return dumps(responses if parsed.batch else responses[0])
+
+    def _reply(self, delivery: Delivery, body: bytes) -> Deferred[Any]:
+        properties = {
+            "content-type": JSON_CONTENT_TYPE,
+            "content-encoding": "utf-8",
+            "correlation-id": delivery.properties.get("correlation-id") or "",
+            "delivery-mode": 1,
+            "headers": {NODE_HEADER: self.node},
+        }
+        replyTo = str(delivery.properties["reply-to"])
+        d: Deferred[Any] = self._bus.publish("", replyTo, body, properties)
+        return d
+
+    def _deadLetter(self, delivery: Delivery, reason: str) -> Deferred[Any]:
+        self.refused += 1
+        self.log.warn(
+            "Dead-lettered a request from {user} ({key}): {reason}",
+            user=delivery.properties.get("user-id"),
+            key=delivery.routingKey,
+            reason=reason,
+        )
+        properties = {
+            k: v for k, v in delivery.properties.items() if k not in ("headers", "user-id")
+        }
+        headers = dict(delivery.headers)
+        headers.update(
+            {
+                DEAD_REASON_HEADER: reason,
+                "x-clacks-dead-node": self.node,
+                "x-clacks-dead-routing-key": delivery.routingKey,
+                "x-clacks-dead-user": delivery.properties.get("user-id") or "",
+            }
+        )
+        properties["headers"] = headers
+        d: Deferred[Any] = self._bus.publish(
+            self._topology.deadExchange, delivery.routingKey, delivery.body, properties
+        )
+        return d
+
+
+def forgetOnNodeChange(caller: RPCCaller) -> Callable[[Any], None]:
+    """
+    @return: a node-directory observer that stops L{RPCCaller.gather}s from
+        waiting for nodes that left or died.
+    """
+
+    def observe(change: Any) -> None:
+        if change.kind.value in ("leave", "dead"):
+            caller.forgetNode(change.node.node)
+
+    return observe
+
+
+__all__ = [
+    "BusRemoteCaller",
+    "CommandServer",
+    "DEADLINE_HEADER",
+    "DIRECT_REPLY_TO",
+    "NODE_HEADER",
+    "ON_BEHALF_HEADER",
+    "RPCCaller",
+    "ReplyCache",
+    "TARGET_HEADER",
+    "forgetOnNodeChange",
+    "requestProperties",
+]
