@@ -19,7 +19,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, inlineCallbacks
 
 from clacks.agent.config import AMQPConfig, parseBrokerURL
-from clacks.common.jsonrpc import RPCError, Request
+from clacks.common.jsonrpc import Request, RPCError
 from clacks.handlers.amqp.bus import AMQPBus
 from clacks.handlers.amqp.rpc import TARGET_HEADER, RPCCaller
 from clacks.handlers.amqp.topology import ANY_NODE_KEY, nodeKey
