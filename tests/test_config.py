@@ -333,7 +333,7 @@ class UnknownKeyTests(SynchronousTestCase):
             config.warnings,
             (
                 f"{os.path.join(path, 'config')}: [core] colour: unknown key, ignored "
-                "(known keys: id, domain, strict-plugins, debug)",
+                "(known keys: id, domain, strict-plugins, debug, users)",
             ),
         )
 

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from clacks import __version__
+from clacks.agent.security import Security
 from clacks.common.components._discovery import describeException
 from clacks.common.components.command import (
     NORMAL,
@@ -39,6 +40,7 @@ from clacks.common.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
+    PERMISSION_DENIED,
     RPCError,
     dumps,
 )
@@ -166,6 +168,7 @@ class CommandRegistry(Plugin):
         super().__init__(context)
         self._commands: dict[str, _Entry] = {}
         self._collected = False
+        self.security = Security(context.config, context.reactor, context.workers.run)
 
     # Collection
 
@@ -284,6 +287,13 @@ class CommandRegistry(Plugin):
         if entry is None:
             raise RPCError(METHOD_NOT_FOUND, f"no command {name!r} on node {self._node}")
         description = entry.description
+        if not self.security.allows(context.user, name):
+            raise RPCError(
+                PERMISSION_DENIED,
+                f"user {context.user or '(anonymous)'} may not call {name!r} (ACL of node "
+                f"{self._node})",
+                {"user": context.user, "command": name, "node": self._node},
+            )
         args, kwargs = self._bind(entry, params, context)
         try:
             if description.blocking:
@@ -331,11 +341,23 @@ class CommandRegistry(Plugin):
                 raise RPCError(
                     INVALID_PARAMS, f"parameter {clash[0]!r} is set by the agent, not the caller"
                 )
-            args: tuple[Any, ...] = ()
-            kwargs = {**params, **injected}
-        else:
-            args, kwargs = tuple(params), injected
         try:
+            if isinstance(params, dict):
+                args: tuple[Any, ...] = ()
+                kwargs = {**params, **injected}
+            else:
+                # Positional params fill the parameters the caller sees; the
+                # injected ones take their own places, wherever they are in
+                # the method's signature (C{def f(self, user, name)}).
+                public = entry.signature.replace(
+                    parameters=[
+                        p for p in entry.signature.parameters.values() if p.name not in injected
+                    ]
+                )
+                bound = entry.signature.bind_partial()
+                bound.arguments.update(public.bind(*params).arguments)
+                bound.arguments.update(injected)
+                args, kwargs = bound.args, bound.kwargs
             entry.signature.bind(*args, **kwargs)
         except TypeError as e:
             raise RPCError(

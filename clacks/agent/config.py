@@ -43,6 +43,7 @@ class ConfigError(Exception):
         if section:
             where.append(f"[{section}]" + (f" {key}" if key else ""))
         super().__init__(" ".join([*where, message]))
+        self.detail = message
         self.path = path
         self.section = section
         self.key = key
@@ -111,12 +112,14 @@ class CoreConfig:
     @ivar domain: the domain the node belongs to; names its exchanges.
     @ivar strictPlugins: a failing plugin stops the agent.
     @ivar debug: send tracebacks to callers and log at debug level.
+    @ivar users: the users file (HTTP logins, groups for the ACL).
     """
 
     id: str
     domain: str = "org.clacks"
     strictPlugins: bool = False
     debug: bool = False
+    users: str | None = None
 
 
 @attrs.frozen
@@ -301,8 +304,8 @@ def _queueType(value: str) -> str:
 
 
 def _path(value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError("expected a URL path starting with '/'")
+    if not re.match(r"^/[A-Za-z0-9._~-]+$", value):
+        raise ValueError("expected a one-segment URL path like /rpc")
     return value
 
 
@@ -326,6 +329,7 @@ _KEYS = [
     _Key("core", "domain", "domain", _name),
     _Key("core", "strict-plugins", "strictPlugins", _boolean),
     _Key("core", "debug", "debug", _boolean),
+    _Key("core", "users", "users", _existingFile),
     _Key("amqp", "url", "url", _optionalURL),
     _Key("amqp", "heartbeat", "heartbeat", _nonNegativeNumber),
     _Key("amqp", "connection-name", "connectionName", _text),
@@ -378,7 +382,10 @@ def configFiles(path: str) -> list[str]:
 
 
 def _readFile(filename: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    # Only '=' separates keys from values, and keys keep their case: the
+    # [acl] section has keys like "user:Alice".
+    parser = configparser.ConfigParser(interpolation=None, strict=True, delimiters=("=",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
         with open(filename, encoding="utf-8") as f:
             parser.read_file(f, source=filename)
@@ -420,6 +427,8 @@ def loadConfig(path: str = DEFAULT_CONFIG_PATH, overrides: Overrides | None = No
         for section in parser.sections():
             values = raw.setdefault(section, {})
             for key, value in parser.items(section, raw=True):
+                if section in _SECTIONS:
+                    key = key.lower()
                 values[key] = (value.strip(), filename)
     for (section, key), value in (overrides or {}).items():
         raw.setdefault(section, {})[key] = (value, "command line")
@@ -461,6 +470,14 @@ def _build(raw: dict[str, dict[str, tuple[str, str]]], sources: tuple[str, ...])
     if ("certfile" in amqp) != ("keyfile" in amqp):
         origin = raw["amqp"].get("certfile", raw["amqp"].get("keyfile", ("", "")))[1]
         raise ConfigError("certfile and keyfile go together: give both or neither", origin, "amqp")
+    if "acl" in raw:
+        from clacks.agent.acl import parsePolicy
+
+        try:
+            parsePolicy({k: v for k, (v, _) in raw["acl"].items()})
+        except ConfigError as e:
+            where = raw["acl"][e.key][1] if e.key in raw["acl"] else None
+            raise ConfigError(e.detail, where, "acl", e.key) from None
     return AgentConfig(
         core=CoreConfig(**fields["core"]),
         amqp=AMQPConfig(**fields["amqp"]),

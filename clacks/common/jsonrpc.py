@@ -208,7 +208,8 @@ def requestFromJSON(value: Any, limits: Limits = DEFAULT_LIMITS) -> Request:
         raise RPCError(INVALID_REQUEST, f"a request is a JSON object, not {_kind(value)}")
     id = value.get("id")
     if not _validId(id):
-        raise RPCError(INVALID_REQUEST, f"'id' must be a string, a number or null, not {_kind(id)}")
+        kind = "a number with a fraction" if isinstance(id, float) else _kind(id)
+        raise RPCError(INVALID_REQUEST, f"'id' must be a string, an integer or null, not {kind}")
     if value.get("jsonrpc") != "2.0":
         raise RPCError(INVALID_REQUEST, "'jsonrpc' must be \"2.0\"", id=id)
     method = value.get("method")
@@ -280,11 +281,17 @@ def _kind(value: Any) -> str:
 def dumps(value: Any) -> bytes:
     """
     @return: C{value} as compact UTF-8 JSON.
-    @raise TypeError: if it has no JSON form.
+    @raise TypeError: if it has no JSON form (a set, an object).
+    @raise ValueError: if it holds NaN or an infinity.
     """
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON allows "\ud800", so a request can carry one)
+        # has no UTF-8 form: write it, like every non-ASCII character, as an
+        # escape instead.
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 def resultResponse(id: Id, result: Any) -> dict[str, Any]:

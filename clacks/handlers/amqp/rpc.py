@@ -306,7 +306,9 @@ class BusRemoteCaller:
         self._caller = caller
 
     def _headers(self, context: CallContext) -> dict[str, Any]:
-        return {ON_BEHALF_HEADER: context.user} if context.user else {}
+        # Always set, empty for an anonymous caller: without it the next
+        # node would take the call for one of the agents' own.
+        return {ON_BEHALF_HEADER: context.user or ""}
 
     @inlineCallbacks
     def callNode(self, node: str, request: Request, context: CallContext, timeout: float) -> Any:
@@ -462,9 +464,8 @@ class CommandServer:
     def _context_for(self, delivery: Delivery, shared: bool) -> CallContext:
         properties = delivery.properties
         user = properties.get("user-id")
-        onBehalf = delivery.headers.get(ON_BEHALF_HEADER)
-        if onBehalf and user in self._trusted:
-            user = onBehalf
+        if ON_BEHALF_HEADER in delivery.headers and user in self._trusted:
+            user = delivery.headers[ON_BEHALF_HEADER] or None
         deadline = delivery.headers.get(DEADLINE_HEADER)
         return CallContext(
             user=str(user) if user else None,

@@ -17,6 +17,7 @@ from zope.interface import implementer
 from clacks.common.components.plugin import Plugin
 from clacks.common.handler import IInterfaceHandler
 from clacks.handlers.http.health import healthResource
+from clacks.handlers.http.rpc import JSONRPCResource
 from clacks.interfaces import IAgentContext
 
 
@@ -71,8 +72,18 @@ class HTTPHandler(Plugin):
         details["failedPlugins"] = sorted({f.name for f in plugins.failures})
         return ready, details
 
+    def _dispatcher(self) -> Any:
+        plugins = self.context.plugins
+        return plugins.get("AMQPHandler").dispatcher if "AMQPHandler" in plugins else None
+
     @inlineCallbacks
     def serve(self) -> Any:
+        plugins = self.context.plugins
+        users = (
+            plugins.get("CommandRegistry").security.users if "CommandRegistry" in plugins else None
+        )
+        path = self.context.config.http.path.strip("/").encode("utf-8")
+        self.putChild(path, JSONRPCResource(self._dispatcher, users, self.context.reactor))
         listen = self.context.config.http.listen
         if listen is None:
             self.log.info("HTTP is off ([http] listen = none)")
