@@ -164,6 +164,7 @@ class AgentSettings:
     threads: int = 8
     drainTimeout: float = 10.0
     capacity: int = 16
+    objectTimeout: float = 600.0
 
 
 @attrs.frozen
@@ -347,6 +348,7 @@ _KEYS = [
     _Key("agent", "threads", "threads", _positiveInt),
     _Key("agent", "drain-timeout", "drainTimeout", _nonNegativeNumber),
     _Key("agent", "capacity", "capacity", _positiveInt),
+    _Key("agent", "object-timeout", "objectTimeout", _positiveNumber),
 ]
 _KEYS_BY_NAME = {(k.section, k.key): k for k in _KEYS}
 

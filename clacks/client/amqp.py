@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.test_client_proxy -*-
 """
 A minimal JSON-RPC-over-AMQP client for clacks domains.
 
@@ -106,9 +106,29 @@ class AMQPClient:
         """
         if args and kwargs:
             raise TypeError("pass the parameters by position or by name, not both")
+        return self.callWithParams(
+            method, dict(kwargs) if kwargs else list(args), node=node, all=all, timeout=timeout
+        )
+
+    def callWithParams(
+        self,
+        method: str,
+        params: list[Any] | dict[str, Any],
+        node: str | None = None,
+        all: bool = False,
+        timeout: float | None = None,
+    ) -> Deferred[Any]:
+        """
+        Call C{method} with C{params} given as they go on the wire: a list
+        (by position) or a dict (by name).  Unlike L{call}, parameters
+        named C{node}, C{all}, C{timeout} or C{method} can be passed.
+
+        @see: L{call} for C{node}, C{all} and C{timeout}.
+        @return: a Deferred with the result, or failing with L{CallError}.
+        """
         if node is not None and all:
             raise TypeError("node= and all=True exclude each other")
-        request = Request(method=method, params=dict(kwargs) if kwargs else list(args), id=1)
+        request = Request(method=method, params=params, id=1)
         routingKey = nodeKey(node) if node is not None else ANY_NODE_KEY
         headers = {TARGET_HEADER: "all"} if all else {}
 

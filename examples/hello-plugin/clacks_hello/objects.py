@@ -8,10 +8,12 @@ from __future__ import annotations
 import attrs
 
 
-@attrs.frozen
+@attrs.define
 class HelloGreeting:
     """
-    A greeting: who is greeted, and how.
+    A greeting: who is greeted, and how.  Opened remotely with
+    C{openObject("HelloGreeting", name)}; its properties can be read and set
+    and C{render} called through the object commands.
     """
 
     name: str
