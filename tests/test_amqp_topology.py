@@ -28,9 +28,15 @@ class NamesTests(SynchronousTestCase):
         self.assertEqual(t.eventQueue("abc.1"), "org.clacks.events.web1.abc.1")
         self.assertEqual(
             t.sharedQueueArguments(),
-            {"x-queue-type": "quorum", "x-dead-letter-exchange": "org.clacks.dead"},
+            {
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": "org.clacks.dead",
+                "x-delivery-limit": 5,
+            },
         )
         self.assertEqual(t.deadQueue, "org.clacks.dead")
+        classic = DomainTopology("org.clacks", "web1")
+        self.assertNotIn("x-delivery-limit", classic.sharedQueueArguments())
         self.assertEqual(nodeKey("web1.example.com"), "node.web1.example.com")
 
 

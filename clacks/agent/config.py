@@ -165,6 +165,7 @@ class AgentSettings:
     drainTimeout: float = 10.0
     capacity: int = 16
     objectTimeout: float = 600.0
+    maxDeliveries: int = 5
 
 
 @attrs.frozen
@@ -349,6 +350,7 @@ _KEYS = [
     _Key("agent", "drain-timeout", "drainTimeout", _nonNegativeNumber),
     _Key("agent", "capacity", "capacity", _positiveInt),
     _Key("agent", "object-timeout", "objectTimeout", _positiveNumber),
+    _Key("agent", "max-deliveries", "maxDeliveries", _positiveInt),
 ]
 _KEYS_BY_NAME = {(k.section, k.key): k for k in _KEYS}
 

@@ -50,7 +50,10 @@ class AMQPHandler(Plugin):
         config = context.config
         self.incarnation = uuid.uuid4().hex
         self.topology = DomainTopology(
-            domain=config.core.domain, node=config.core.id, queueType=config.amqp.queueType
+            domain=config.core.domain,
+            node=config.core.id,
+            queueType=config.amqp.queueType,
+            maxDeliveries=config.agent.maxDeliveries,
         )
         self.bus: AMQPBus | None = None
         if config.amqp.url is not None:
@@ -108,6 +111,7 @@ class AMQPHandler(Plugin):
                     self.topology,
                     self.dispatcher,
                     capacity=self.context.config.agent.capacity,
+                    maxDeliveries=self.context.config.agent.maxDeliveries,
                 )
                 self.server.start()
         else:

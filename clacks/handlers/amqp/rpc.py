@@ -11,6 +11,7 @@ direct reply-to) with its C{correlation-id}.  See C{docs/protocol.md}.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -344,6 +345,8 @@ class CommandServer:
     @param trustedUsers: logins whose C{x-clacks-on-behalf-of} header is
         believed (the agents' own login): a forwarded call keeps its
         caller's identity.
+    @param maxDeliveries: a request whose serving fails this many times is
+        dead-lettered instead of requeued again.
     """
 
     log = Logger()
@@ -358,6 +361,7 @@ class CommandServer:
         limits: Limits = DEFAULT_LIMITS,
         cache: ReplyCache | None = None,
         trustedUsers: frozenset[str] | None = None,
+        maxDeliveries: int = 5,
     ) -> None:
         self._context = context
         self._bus = bus
@@ -373,6 +377,8 @@ class CommandServer:
         self._abandoned: set[int] = set()
         self._idle: list[Deferred[None]] = []
         self.refused = 0
+        self._maxDeliveries = maxDeliveries
+        self._deliveries: OrderedDict[str, int] = OrderedDict()
 
     @property
     def node(self) -> str:
@@ -444,17 +450,69 @@ class CommandServer:
                 idle, self._idle = self._idle, []
                 for waiter in idle:
                     waiter.callback(None)
+            abandoned = key in self._abandoned
+            self._abandoned.discard(key)
             if isinstance(result, Failure):
-                self.log.failure(
-                    "Serving a request from {queue} failed; it goes back to the queue",
-                    result,
-                    queue=delivery.routingKey,
-                )
-                if key not in self._abandoned:
-                    delivery.reject(True)
+                if not abandoned:
+                    self._failed(delivery, result)
+            else:
+                self._deliveries.pop(self._messageKey(delivery), None)
 
         d.addBoth(done)
         return succeed(None)
+
+    @staticmethod
+    def _messageKey(delivery: Delivery) -> str:
+        properties = delivery.properties
+        key = properties.get("message-id") or properties.get("correlation-id")
+        return str(key) if key else hashlib.sha256(delivery.body).hexdigest()
+
+    def _deliveryCount(self, delivery: Delivery) -> int:
+        """
+        @return: how many times this request was delivered, this time
+            included: the broker's count on quorum queues, our own (in
+            memory, per agent) on classic ones.
+        """
+        brokerCount = delivery.headers.get("x-delivery-count")
+        if isinstance(brokerCount, int) and not isinstance(brokerCount, bool):
+            return brokerCount + 1
+        key = self._messageKey(delivery)
+        count = self._deliveries.pop(key, 0) + 1
+        self._deliveries[key] = count
+        while len(self._deliveries) > 10000:
+            self._deliveries.popitem(last=False)
+        return count
+
+    def _failed(self, delivery: Delivery, failure: Failure) -> None:
+        """
+        Serving C{delivery} failed unexpectedly: put it back for another
+        try, or, after C{maxDeliveries} tries, dead-letter it so it cannot
+        go round forever.
+        """
+        count = self._deliveryCount(delivery)
+        assert failure.value is not None
+        error = describeException(failure.value)
+        if count < self._maxDeliveries:
+            self.log.failure(
+                "Serving a request from {queue} failed (delivery {count} of at most {most}); "
+                "it goes back to the queue",
+                failure,
+                queue=delivery.routingKey,
+                count=count,
+                most=self._maxDeliveries,
+            )
+            delivery.reject(True)
+            return
+        self.log.failure(
+            "Serving a request from {queue} failed {count} times; dead-lettering it",
+            failure,
+            queue=delivery.routingKey,
+            count=count,
+        )
+        self._deliveries.pop(self._messageKey(delivery), None)
+        reason = f"serving it failed {count} times; last error: {error}"
+        d = self._deadLetter(delivery, reason)
+        d.addCallbacks(lambda _: delivery.ack(), lambda _: delivery.reject(True))
 
     def _target(self, delivery: Delivery, shared: bool) -> Any:
         if not shared:

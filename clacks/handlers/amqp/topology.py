@@ -44,6 +44,7 @@ class DomainTopology:
     domain: str
     node: str
     queueType: str = "classic"
+    maxDeliveries: int = 5
 
     @property
     def eventsExchange(self) -> str:
@@ -83,7 +84,16 @@ class DomainTopology:
         return f"{self.domain}.events.{self.node}.{suffix}"
 
     def sharedQueueArguments(self) -> dict[str, Any]:
-        return {"x-queue-type": self.queueType, "x-dead-letter-exchange": self.deadExchange}
+        arguments: dict[str, Any] = {
+            "x-queue-type": self.queueType,
+            "x-dead-letter-exchange": self.deadExchange,
+        }
+        if self.queueType == "quorum":
+            # The broker counts deliveries on quorum queues, across agents
+            # and crashes: a request that kills every agent that takes it is
+            # dead-lettered (reason delivery_limit) instead of going round.
+            arguments["x-delivery-limit"] = self.maxDeliveries
+        return arguments
 
     def nodeQueueArguments(self) -> dict[str, Any]:
         return {
