@@ -122,6 +122,13 @@ class _Pending:
     done: Deferred[Any]
     expected: set[str] | None = None
     replies: dict[str, Response] = attrs.Factory(dict)
+    routingKey: str = ""
+    body: bytes = b""
+    properties: dict[str, Any] = attrs.Factory(dict)
+    deadline: float = 0.0
+    #: The broker confirmed the request: it is in a queue.
+    confirmed: bool = False
+    resent: int = 0
 
 
 class RPCCaller:
@@ -140,11 +147,16 @@ class RPCCaller:
         self._exchange = exchange
         self._clock = clock
         self._pending: dict[str, _Pending] = {}
+        self._stopObserving: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._bus.setReplyHandler(self._received)
+        self._stopObserving = self._bus.observe(self._busChanged)
 
     def stop(self) -> None:
+        if self._stopObserving is not None:
+            self._stopObserving()
+            self._stopObserving = None
         for pending in list(self._pending.values()):
             if not pending.done.called:
                 pending.done.cancel()
@@ -166,6 +178,8 @@ class RPCCaller:
         deadline = self._clock.seconds() + timeout
         properties = requestProperties(correlationId, deadline, timeout, headers)
         properties["user-id"] = self._bus.login
+        pending.routingKey, pending.body, pending.properties = routingKey, body, properties
+        pending.deadline = deadline
         self._pending[correlationId] = pending
 
         def forget(result: Any) -> Any:
@@ -177,6 +191,9 @@ class RPCCaller:
             self._exchange, routingKey, body, properties, timeout=timeout, via="rpc"
         )
 
+        def sent(result: Any) -> None:
+            pending.confirmed = True
+
         def notSent(failure: Failure) -> None:
             if not pending.done.called:
                 assert failure.value is not None
@@ -187,8 +204,41 @@ class RPCCaller:
                     )
                 )
 
-        published.addErrback(notSent)
+        published.addCallbacks(sent, notSent)
         return correlationId
+
+    def _busChanged(self, ready: bool) -> None:
+        if ready:
+            self._resend()
+
+    def _resend(self) -> None:
+        """
+        The connection came back: the replies of requests sent before were
+        addressed to the old connection's reply-to and are lost.  Send every
+        unanswered request again, with the same message id, so that an agent
+        that already ran it answers from its reply cache.  (Requests not yet
+        confirmed are being re-published by the bus itself.)
+        """
+        now = self._clock.seconds()
+        for pending in list(self._pending.values()):
+            if pending.done.called or not pending.confirmed or pending.deadline <= now:
+                continue
+            pending.resent += 1
+            remaining = pending.deadline - now
+            properties = dict(pending.properties)
+            properties["expiration"] = str(max(1, int(remaining * 1000)))
+            self.log.info(
+                "Sending request {id} again after a reconnect",
+                id=properties.get("message-id"),
+            )
+            self._bus.publish(
+                self._exchange,
+                pending.routingKey,
+                pending.body,
+                properties,
+                timeout=remaining,
+                via="rpc",
+            ).addErrback(lambda f: None)
 
     def call(
         self,
