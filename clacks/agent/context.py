@@ -24,12 +24,14 @@ class AgentStats:
     @ivar inflight: calls being served now.
     @ivar processed: calls served since start.
     @ivar requeued: calls handed back to the broker when stopping.
+    @ivar refused: requests refused as malformed or over a limit.
     @ivar draining: the agent is stopping and takes no new calls.
     """
 
     inflight: int = 0
     processed: int = 0
     requeued: int = 0
+    refused: int = 0
     draining: bool = False
 
 

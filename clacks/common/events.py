@@ -131,6 +131,7 @@ class NodeStatus(Event):
     @ivar connected: whether the bus was connected.
     @ivar draining: whether the node is stopping and takes no new calls.
     @ivar failedPlugins: names of plugins that failed.
+    @ivar refused: requests refused since start (malformed, over a limit).
     """
 
     incarnation: str
@@ -145,6 +146,7 @@ class NodeStatus(Event):
     connected: bool = True
     draining: bool = False
     failedPlugins: list[str] = attrs.field(factory=list)
+    refused: int = 0
 
 
 @attrs.frozen

@@ -154,6 +154,7 @@ class NodeLifecycle:
             connected=connected,
             draining=stats.draining,
             failedPlugins=sorted({f.name for f in self._context.plugins.failures}),
+            refused=stats.refused,
         )
 
     def publishStatus(self) -> Deferred[None]:

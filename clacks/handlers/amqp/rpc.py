@@ -434,6 +434,10 @@ class CommandServer:
     def node(self) -> str:
         return str(self._context.config.core.id)
 
+    def _countRefused(self) -> None:
+        self.refused += 1
+        self._context.stats.refused += 1
+
     def start(self) -> None:
         self._consumers = [
             self._bus.consume(
@@ -611,7 +615,7 @@ class CommandServer:
     def _answer(self, delivery: Delivery, shared: bool) -> Any:
         contentType = delivery.properties.get("content-type")
         if contentType not in (None, "", JSON_CONTENT_TYPE):
-            self.refused += 1
+            self._countRefused()
             return dumps(
                 errorResponse(
                     None,
@@ -628,7 +632,7 @@ class CommandServer:
         responses = []
         for item in parsed.items:
             if isinstance(item, RPCError):
-                self.refused += 1
+                self._countRefused()
                 self.log.warn(
                     "Refused a request from {user} on {queue}: {error}",
                     user=context.user,
@@ -678,7 +682,7 @@ class CommandServer:
         return d
 
     def _deadLetter(self, delivery: Delivery, reason: str) -> Deferred[Any]:
-        self.refused += 1
+        self._countRefused()
         self.log.warn(
             "Dead-lettered a request from {user} ({key}): {reason}",
             user=delivery.properties.get("user-id"),
