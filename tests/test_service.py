@@ -235,7 +235,7 @@ class StartStopTests(AgentMixin, SynchronousTestCase):
         self.assertEqual(
             formatEvent(warning),
             f"Configuration: {os.path.join(path, 'config')}: [core] colour: unknown key, "
-            "ignored (known keys: id, domain, strict-plugins, debug)",
+            "ignored (known keys: id, domain, strict-plugins, debug, users)",
         )
         self.assertEqual(len(handlerCalls(events)), 3)
 

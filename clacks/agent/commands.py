@@ -197,7 +197,16 @@ class CommandRegistry(Plugin):
             if options is None:
                 continue
             target = getattr(plugin, "_target_", "core")
-            self.add(getattr(plugin, attribute), options, pluginName, target)
+            method = getattr(plugin, attribute)
+            if not callable(method):
+                # The instance set an attribute of the command's name.
+                self._refuse(
+                    pluginName,
+                    f"command {attribute!r} of plugin {pluginName} is hidden by an instance "
+                    f"attribute of the same name ({type(method).__name__}); rename one of them",
+                )
+                continue
+            self.add(method, options, pluginName, target)
 
     def add(
         self,
@@ -233,6 +242,19 @@ class CommandRegistry(Plugin):
         ]
         if missing:
             self._refuse(pluginName, f"{where} needs a parameter named {missing[0]!r}")
+            return
+        reserved = [
+            p
+            for p, flag in (("user", options.needsUser), ("queue", options.needsQueue))
+            if not flag and p in signature.parameters
+        ]
+        if reserved:
+            # Otherwise a caller could set it and pose as someone else.
+            self._refuse(
+                pluginName,
+                f"{where} has a parameter named {reserved[0]!r}, which only the agent may "
+                f"set: use @Command(needs{reserved[0].capitalize()}=True) or rename it",
+            )
             return
         public = _publicSignature(signature, options)
         description = CommandDescription(
@@ -414,7 +436,11 @@ class CommandRegistry(Plugin):
         directory = self._directory()
         if directory is None:
             return [{"node": self._node, "state": "alive", "commands": self.commandNames()}]
-        return [info.asDict() for info in directory.nodes()]
+        nodes = [info.asDict() for info in directory.nodes()]
+        if not any(n["node"] == self._node for n in nodes):
+            # Our own announce has not come back yet (or we are standalone).
+            nodes.append({"node": self._node, "state": "alive", "commands": self.commandNames()})
+        return sorted(nodes, key=lambda n: str(n["node"]))
 
     @Command(__help__="Describe every command of this node as an OpenRPC document.")
     def getCommandSchema(self) -> dict[str, Any]:

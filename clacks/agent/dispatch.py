@@ -245,6 +245,11 @@ class Dispatcher:
         providers = self._providers(request.method)
         if not providers:
             raise RPCError(METHOD_NOT_FOUND, f"no node of the domain provides {request.method!r}")
+        if any(node != self.node for node in providers):
+            # Refuse before any provider starts (this node's included), not
+            # halfway through the list with some calls already running.
+            self._needRemote()
+            self._timeout(context)
         calls = [
             self.registry.call(request.method, request.params, context)
             if node == self.node
