@@ -379,7 +379,7 @@ class CollectTests(RegistryTestCase):
         self.registry.collect()
         self.registry.serve()
         self.assertEqual(self.context.plugins.failures, before)
-        self.assertEqual(len(before), 5)
+        self.assertEqual(len(before), 6)
 
 
 class CallTests(RegistryTestCase):
