@@ -80,8 +80,18 @@ def tokenDigest(token: str) -> str:
     return "sha256$" + hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+#: bcrypt uses at most this many bytes of a password (bcrypt 5 refuses more).
+MAX_PASSWORD_BYTES = 72
+
+
 def hashPassword(password: str, rounds: int = BCRYPT_ROUNDS) -> str:
-    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds)).decode("ascii")
+    """
+    @raise UsersFileError: if the password is longer than bcrypt allows.
+    """
+    secret = password.encode("utf-8")
+    if len(secret) > MAX_PASSWORD_BYTES:
+        raise UsersFileError(f"password too long: bcrypt takes at most {MAX_PASSWORD_BYTES} bytes")
+    return bcrypt.hashpw(secret, bcrypt.gensalt(rounds)).decode("ascii")
 
 
 def _parse(path: str, data: bytes) -> dict[str, UserRecord]:
@@ -96,7 +106,10 @@ def _parse(path: str, data: bytes) -> dict[str, UserRecord]:
         raise UsersFileError(f"{path}: 'users' must be an object")
     records = {}
     for name, entry in users.items():
-        _checkName(name)
+        try:
+            _checkName(name)
+        except UsersFileError as e:
+            raise UsersFileError(f"{path}: {e}") from None
         if not isinstance(entry, dict):
             raise UsersFileError(f"{path}: user {name!r} must be an object")
         password = entry.get("password")
@@ -230,9 +243,12 @@ class UserStore:
     @inlineCallbacks
     def _verify(self, user: str, password: str, record: UserRecord | None, key: bytes) -> Any:
         hashed = record.password if record is not None and record.password else None
-        ok = yield self._runBlocking(
-            bcrypt.checkpw, password.encode("utf-8"), (hashed or "").encode() or _DUMMY_HASH
-        )
+        secret = password.encode("utf-8")
+        if len(secret) > MAX_PASSWORD_BYTES:
+            # No stored password can match (see hashPassword); bcrypt 5
+            # would raise instead of answering.
+            return None
+        ok = yield self._runBlocking(bcrypt.checkpw, secret, (hashed or "").encode() or _DUMMY_HASH)
         if not ok or hashed is None or record is None:
             return None
         self._remember(key, hashed)
@@ -276,6 +292,7 @@ def addUser(
 ) -> None:
     records = readRecords(path)
     _checkName(name)
+    groups = tuple(groups)
     for group in groups:
         _checkName(group, "group name")
     existing = records.get(name)

@@ -1,11 +1,39 @@
 """
 Calling clacks agents from Python.
 
-L{AMQPClient} is the minimal Twisted caller: it connects to the broker,
-publishes JSON-RPC requests on the domain's commands exchange and waits
-for the replies (RabbitMQ direct reply-to).
+L{AMQPServiceProxy} (in L{clacks.client.proxy}) calls a domain's commands
+as methods returning Deferreds: C{proxy.greet("Ada")},
+C{proxy.greet.on("web1")("Ada")}, C{proxy.ping.everywhere()()},
+C{proxy.nap.within(5)(1)}.  L{clacks.client.blocking} does the same from
+code that runs no reactor (C{connect(url, domain).greet("Ada")}), and
+C{clacks} (L{clacks.client.cli}) from a shell.
+
+L{AMQPClient} is the minimal Twisted caller underneath: it connects to the
+broker, publishes JSON-RPC requests on the domain's commands exchange and
+waits for the replies (RabbitMQ direct reply-to).
 """
 
 from clacks.client.amqp import AMQPClient, CallError
+from clacks.client.proxy import (
+    AllNodesResult,
+    AMQPServiceProxy,
+    Call,
+    CallOptions,
+    ConnectionFailed,
+    ICommandCaller,
+    Method,
+    ServiceProxy,
+)
 
-__all__ = ["AMQPClient", "CallError"]
+__all__ = [
+    "AMQPClient",
+    "AMQPServiceProxy",
+    "AllNodesResult",
+    "Call",
+    "CallError",
+    "CallOptions",
+    "ConnectionFailed",
+    "ICommandCaller",
+    "Method",
+    "ServiceProxy",
+]

@@ -33,6 +33,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
@@ -75,7 +76,9 @@ class CallOptions:
         if self.node is not None and not self.node:
             raise ValueError("the node id is empty")
         if self.timeout is not None and not self.timeout > 0:
-            raise ValueError(f"the timeout must be a positive number of seconds, not {self.timeout!r}")
+            raise ValueError(
+                f"the timeout must be a positive number of seconds, not {self.timeout!r}"
+            )
 
 
 @attrs.frozen
@@ -161,12 +164,11 @@ class Method:
         @raise TypeError: if both are given.
         """
         if args and kwargs:
-            raise TypeError(
-                f"{self.name}(): pass the parameters by position or by name, not both"
-            )
+            raise TypeError(f"{self.name}(): pass the parameters by position or by name, not both")
         return self._caller.invoke(Call(self.name, tuple(args), dict(kwargs), self.options))
 
 
+@implementer(ICommandCaller)
 class ServiceProxy:
     """
     The attribute surface shared by the transports: C{proxy.NAME} and
@@ -338,8 +340,15 @@ class AMQPServiceProxy(ServiceProxy):
         except Exception as e:
             started.addErrback(lambda f: None)
             started.cancel()
+            # whenConnected() fails from inside the ClientService's state
+            # machine, which must not be stopped reentrantly: close on the
+            # next turn of the reactor.
+            yield deferLater(self._reactor, 0, lambda: None)
             yield self.close()
-            if isinstance(e, TimeoutError | CancelledError):
+            if isinstance(e, CancelledError):
+                # Our caller cancelled connecting: not a failure to report.
+                raise
+            if isinstance(e, TimeoutError):
                 why = f"no connection within {timeout:g} s"
             else:
                 why = describeException(e)
@@ -407,9 +416,7 @@ class AMQPServiceProxy(ServiceProxy):
 
             d = bus.addSetup(declareExchange)
             d.addCallback(lambda _: events.start())
-            d.addErrback(
-                lambda f: self.log.failure("Declaring the events exchange failed", f)
-            )
+            d.addErrback(lambda f: self.log.failure("Declaring the events exchange failed", f))
             self._events = events
         return self._events
 

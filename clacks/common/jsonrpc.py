@@ -302,6 +302,23 @@ def errorResponse(id: Id, error: RPCError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": id, "error": error.toJSON()}
 
 
+def encodeResponses(responses: list[dict[str, Any]], batch: bool) -> bytes:
+    """
+    @return: the reply body; a response that has no JSON form (a plugin's
+        error with odd C{data}, say) becomes an internal error instead of
+        failing the whole reply.
+    """
+    encoded = []
+    for response in responses:
+        try:
+            dumps(response)
+        except (TypeError, ValueError) as e:
+            error = RPCError(INTERNAL_ERROR, f"the answer has no JSON form: {e}")
+            response = errorResponse(response.get("id"), error)
+        encoded.append(response)
+    return dumps(encoded if batch else encoded[0])
+
+
 @attrs.frozen
 class Response:
     """
@@ -353,6 +370,7 @@ __all__ = [
     "Response",
     "TIMEOUT",
     "dumps",
+    "encodeResponses",
     "errorResponse",
     "loadJSON",
     "parseRequests",

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
+from automat import NoTransition
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import (
     CancelledError,
@@ -27,7 +28,7 @@ from twisted.internet.defer import (
     succeed,
 )
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from txamqp.queue import Closed as QueueClosed
@@ -143,6 +144,73 @@ def makeEndpoint(reactor: Any, url: BrokerURL, config: AMQPConfig) -> IStreamCli
     return wrapClientTLS(options, endpoint)
 
 
+class _LossGuard:
+    """
+    The protocol that L{_AcceptedLossEndpoint} puts around the one
+    L{ClientService} built: forwards everything, and drops the service's
+    C{NoTransition} when told of the loss of a connection it never accepted.
+    """
+
+    def __init__(self, wrapped: IProtocol) -> None:
+        self.wrapped = wrapped
+
+    def makeConnection(self, transport: Any) -> None:
+        self.wrapped.makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.wrapped.dataReceived(data)
+
+    def connectionLost(self, reason: Failure) -> None:
+        try:
+            self.wrapped.connectionLost(reason)
+        except NoTransition:
+            AMQPBus.log.debug("Lost a connection that was never ready: {why}", why=reason.value)
+
+    def logPrefix(self) -> str:
+        return str(getattr(self.wrapped, "logPrefix", lambda: "AMQP")())
+
+
+class _LossGuardFactory:
+    def __init__(self, factory: IProtocolFactory) -> None:
+        self._factory = factory
+
+    def buildProtocol(self, addr: Any) -> _LossGuard | None:
+        protocol = self._factory.buildProtocol(addr)
+        return None if protocol is None else _LossGuard(protocol)
+
+    def doStart(self) -> None:
+        self._factory.doStart()
+
+    def doStop(self) -> None:
+        self._factory.doStop()
+
+
+@implementer(IStreamClientEndpoint)
+class _AcceptedLossEndpoint:
+    """
+    Works around a defect of L{ClientService} (Twisted 26.10, and trunk):
+    it has no transition for the loss of a connection it did not accept,
+    one that C{prepareConnection} rejected or that was still being prepared
+    when it was lost or when the service stopped.  Such a loss raises
+    automat's C{NoTransition} out of C{connectionLost}: an unhandled error
+    in the log at every failed handshake (network cut or broker restarting
+    mid-handshake, login refused, stop while reconnecting).  The service has
+    moved on by then (it waits to retry, or has stopped), so the
+    notification can be dropped; the loss of an accepted connection is
+    reported as usual.
+    """
+
+    def __init__(self, endpoint: IStreamClientEndpoint) -> None:
+        self._endpoint = endpoint
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        def unwrap(guard: Any) -> IProtocol:
+            return guard.wrapped
+
+        factory: Any = _LossGuardFactory(protocolFactory)
+        return self._endpoint.connect(factory).addCallback(unwrap)
+
+
 @implementer(IMessageBus)
 class AMQPBus:
     """
@@ -242,7 +310,7 @@ class AMQPBus:
             clock=self._reactor,
         )
         self._service = ClientService(
-            self._endpoint,
+            _AcceptedLossEndpoint(self._endpoint),
             factory,
             retryPolicy=policy,
             clock=self._reactor,
@@ -549,7 +617,15 @@ class AMQPBus:
                     yield self._reopenPublishChannel(connection, via)
                     raise BusUnavailable(f"the broker refused the message: {e}") from None
                 continue
-            except ConnectionLostError:
+            except ConnectionLostError as e:
+                if connection is self._connection:
+                    # The connection failed its channels before the bus saw
+                    # the socket close (that comes later, or later in this
+                    # very connectionLost): forget it now, or this loop would
+                    # publish on its closed channel again and again until
+                    # the deadline, blocking the reactor, instead of waiting
+                    # for the next connection.
+                    self._lost(e, connection)
                 continue
             if attempts > 1:
                 self.log.info(

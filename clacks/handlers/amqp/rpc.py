@@ -44,6 +44,7 @@ from clacks.common.jsonrpc import (
     Response,
     RPCError,
     dumps,
+    encodeResponses,
     errorResponse,
     parseRequests,
     parseResponse,
@@ -586,6 +587,15 @@ class CommandServer:
             requestId=properties.get("message-id") or properties.get("correlation-id"),
         )
 
+    @staticmethod
+    def _cacheKey(delivery: Delivery, requestId: Any) -> str:
+        # Only a redelivery of the very same request may be answered from
+        # the cache: same (broker-validated) sender, id and body.  Keyed by
+        # the id alone, anyone reusing an id would get another's reply.
+        user = delivery.properties.get("user-id") or ""
+        digest = hashlib.sha256(delivery.body).hexdigest()
+        return f"{user}\0{requestId}\0{digest}"
+
     @inlineCallbacks
     def _serve(self, delivery: Delivery, shared: bool, key: int) -> Any:
         properties = delivery.properties
@@ -595,7 +605,8 @@ class CommandServer:
             yield self._deadLetter(delivery, "no reply_to: the agent cannot answer it")
             delivery.ack()
             return
-        cached = self.cache.get(str(requestId)) if requestId else None
+        cacheKey = self._cacheKey(delivery, requestId) if requestId else None
+        cached = self.cache.get(cacheKey) if cacheKey else None
         if cached is not None:
             self.log.info("Request {id} was answered before: sending the same reply", id=requestId)
             yield self._reply(delivery, cached)
@@ -605,16 +616,19 @@ class CommandServer:
         if key in self._abandoned:
             return
         if body is not None:
+            # Cached before it is sent: a redelivery that races the ack
+            # (say, after a reconnect) is answered, not run again.
+            if cacheKey is not None:
+                self.cache.put(cacheKey, body)
             yield self._reply(delivery, body)
-            if requestId:
-                self.cache.put(str(requestId), body)
         if key not in self._abandoned:
             delivery.ack()
 
     @inlineCallbacks
     def _answer(self, delivery: Delivery, shared: bool) -> Any:
         contentType = delivery.properties.get("content-type")
-        if contentType not in (None, "", JSON_CONTENT_TYPE):
+        mediaType = str(contentType or "").split(";")[0].strip().lower()
+        if mediaType not in ("", JSON_CONTENT_TYPE):
             self._countRefused()
             return dumps(
                 errorResponse(
@@ -667,7 +681,7 @@ class CommandServer:
                 responses.append(resultResponse(item.id, result))
         if not responses:
             return None
-        return dumps(responses if parsed.batch else responses[0])
+        return encodeResponses(responses, parsed.batch)
 
     def _reply(self, delivery: Delivery, body: bytes) -> Deferred[Any]:
         properties = {

@@ -31,6 +31,7 @@ from clacks.common.jsonrpc import (
     Limits,
     RPCError,
     dumps,
+    encodeResponses,
     errorResponse,
     parseRequests,
     resultResponse,
@@ -107,7 +108,12 @@ class JSONRPCResource(Resource):
         if body is None:
             request.finish()
             return
-        request.write(self._json(request, body))
+        if isinstance(body, bytes):
+            request.setHeader(b"content-type", JSON_CONTENT_TYPE.encode())
+            request.setHeader(b"cache-control", b"no-store")
+            request.write(body)
+        else:
+            request.write(self._json(request, body))
         request.finish()
 
     def _unauthorized(self, request: Request, why: str) -> None:
@@ -204,7 +210,7 @@ class JSONRPCResource(Resource):
         if not responses:
             self._finish(request, 204, None)
             return
-        self._finish(request, 200, responses if parsed.batch else responses[0])
+        self._finish(request, 200, encodeResponses(responses, parsed.batch))
 
 
 __all__ = ["JSONRPCResource"]
