@@ -158,3 +158,55 @@ class WorkerPoolTests(TestCase):
         Stopping a pool that was never started does nothing.
         """
         WorkerPool(reactor, 2).stop()
+
+
+class StopTests(TestCase):
+    """
+    Stopping the pool never blocks the reactor, and a job that does not
+    finish is abandoned after the timeout instead of holding up shutdown.
+    """
+
+    @inlineCallbacks
+    def test_stuckJobAbandoned(self) -> Any:
+        """
+        With a job blocked on an event, C{stop(timeout)} fires after the
+        timeout, logs that it gave up, and the worker thread is a daemon
+        thread (so the process can still exit).
+        """
+        pool = WorkerPool(cast(IReactorFromThreads, globalReactor), size=1)
+        pool.start()
+        release = threading.Event()
+        self.addCleanup(release.set)
+        threads: list[threading.Thread] = []
+
+        def stuck() -> None:
+            threads.append(threading.current_thread())
+            release.wait(30)
+
+        job = pool.run(stuck)
+        while not threads:
+            yield _tick()
+        stopping = pool.stop(timeout=0.2)
+        self.assertFalse(stopping.called)
+        yield stopping
+        self.assertTrue(threads[0].daemon)
+        self.assertFalse(job.called)
+        release.set()
+        yield job
+
+    @inlineCallbacks
+    def test_idleStopsAtOnce(self) -> Any:
+        """
+        An idle started pool stops at once; stopping twice is harmless.
+        """
+        pool = WorkerPool(cast(IReactorFromThreads, globalReactor), size=2)
+        pool.start()
+        yield pool.run(lambda: None)
+        yield pool.stop(timeout=5)
+        yield pool.stop(timeout=5)
+
+
+def _tick() -> Deferred[None]:
+    from twisted.internet.task import deferLater
+
+    return deferLater(globalReactor, 0.01, lambda: None)

@@ -110,7 +110,7 @@ class AgentService(MultiService):
                 yield maybeDeferred(child.stopService)
             except Exception:
                 self.log.failure("Stopping {name} failed", name=child.name)
-        self._workers.stop()
+        yield self._workers.stop(timeout=self.context.config.agent.drainTimeout + STOP_GRACE)
         self.log.info("clacks-agent stopped: node {node}", node=self.context.config.core.id)
 
     def fatal(self, reason: str) -> None:

@@ -9,9 +9,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -30,23 +30,62 @@ class WorkerPool:
     handlers have finished their in-flight work.
     """
 
-    def __init__(self, reactor: IReactorFromThreads, size: int, name: str = "clacks") -> None:
+    log = Logger()
+
+    def __init__(self, reactor: Any, size: int, name: str = "clacks") -> None:
+        """
+        @param reactor: provides C{IReactorFromThreads} and C{IReactorTime}.
+        """
         self.size = size
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
+        # Daemon threads: a job that never returns must not keep the process
+        # alive after the agent gave up waiting for it (see stop()).
+        self._pool.threadFactory = _daemonThread  # type: ignore[assignment]
         self._busy = 0
         self._busyLock = threading.Lock()
 
     def start(self) -> None:
         self._pool.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> Deferred[None]:
         """
-        Stop the threads.  Jobs still running are waited for: the agent
-        calls this after draining, when none should be left.
+        Stop the threads, without blocking the reactor.
+
+        The agent calls this after draining, when no job should be left.  A
+        job still running is waited for up to C{timeout} seconds, then
+        abandoned (its thread is a daemon thread, so the process can exit).
+
+        @return: a Deferred that fires when the threads are gone or given up.
         """
-        if self._pool.started:
+        if not self._pool.started:
+            return succeed(None)
+        if not self._pool.threads:
             self._pool.stop()
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+
+        def join() -> None:
+            self._pool.stop()
+            self._reactor.callFromThread(finished)
+
+        def finished() -> None:
+            if not done.called:
+                done.callback(None)
+
+        threading.Thread(target=join, name="clacks-workers-stop", daemon=True).start()
+        if timeout is not None:
+
+            def abandoned(failure: Any) -> None:
+                failure.trap(TimeoutError)
+                self.log.warn(
+                    "{count} blocking job(s) still running after {timeout} s; abandoning them",
+                    count=self._busy,
+                    timeout=timeout,
+                )
+
+            done.addTimeout(timeout, self._reactor).addErrback(abandoned)
+        return done
 
     def busy(self) -> int:
         """
@@ -67,6 +106,12 @@ class WorkerPool:
                     self._busy -= 1
 
         return deferToThreadPool(self._reactor, self._pool, job)
+
+
+def _daemonThread(*args: Any, **kwargs: Any) -> threading.Thread:
+    thread = threading.Thread(*args, **kwargs)
+    thread.daemon = True
+    return thread
 
 
 __all__ = ["WorkerPool"]
