@@ -364,6 +364,10 @@ class CommandRegistry(Plugin):
                     INVALID_PARAMS, f"parameter {clash[0]!r} is set by the agent, not the caller"
                 )
         try:
+            if not injected and not isinstance(params, dict):
+                # The common case, on every call's path: one bind does it.
+                bound = entry.signature.bind(*params)
+                return bound.args, bound.kwargs
             if isinstance(params, dict):
                 args: tuple[Any, ...] = ()
                 kwargs = {**params, **injected}

@@ -369,7 +369,7 @@ Command = Callable[[_Session], Coroutine[Any, Any, int]]
 
 
 async def _call(session: _Session) -> int:
-    from clacks.client._output import errorLine, formatAllNodes, formatValue, jsonLine
+    from clacks.client._output import formatAllNodes, formatValue, jsonLine
 
     options = session.options
     args, kwargs = callParameters(options)
@@ -384,10 +384,15 @@ async def _call(session: _Session) -> int:
         session.write(jsonLine(result) if session.json else formatValue(result))
         return EXIT_OK
     session.write(jsonLine(result.toJSON()) if session.json else formatAllNodes(result))
-    for node, error in sorted(result.errors.items()):
-        session.err.write(f"{node}: {errorLine(error)}\n")
-    for node in result.missing:
-        session.err.write(f"{node}: no answer within {session.settings.timeout:g} s\n")
+    problems = []
+    if result.errors:
+        problems.append(f"failed on {', '.join(sorted(result.errors))}")
+    if result.missing:
+        problems.append(
+            f"no answer within {session.settings.timeout:g} s from {', '.join(result.missing)}"
+        )
+    if problems:
+        session.report(f"error: {'; '.join(problems)}")
     if result.errors:
         return EXIT_CALL_ERROR
     if result.missing:
@@ -442,7 +447,7 @@ async def _status(session: _Session) -> int:
         nodes = await proxy.getNodes.within(session.settings.timeout)()
     except CallError as e:
         status["domain"]["error"] = e.toJSON()
-        session.err.write(errorLine(e) + "\n")
+        session.report(errorLine(e))
         code = EXIT_TIMEOUT if e.code == TIMEOUT else EXIT_CALL_ERROR
     else:
         status["domain"]["nodes"] = len(nodes)

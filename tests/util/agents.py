@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import attrs
@@ -116,12 +116,15 @@ class DomainFixture:
         plugins: Sequence[tuple[str, Any]] = (),
         waitReady: bool = True,
         config: AgentConfig | None = None,
+        objects: Sequence[EntryPoint] | None = None,
         **amqp: Any,
     ) -> Generator[Deferred[Any], Any, AgentService]:
         """
         Build and start an agent with the built-in plugins plus C{plugins}.
 
         @param waitReady: wait until its bus is connected and declared.
+        @param objects: C{agent.object} entry points for its object
+            registry (C{None}: those found on C{sys.path}).
         @param amqp: C{[amqp]} settings to override (C{brokerURL} too).
         """
         config = config or self.config(node, **amqp)
@@ -132,6 +135,7 @@ class DomainFixture:
             entryPoints=builtinEntryPoints(),
             dropins=nodropins,
             plugins=plugins,
+            objectEntryPoints=None if objects is None else list(objects),
         )
         self.agents.append(agent)
         agent.startService()

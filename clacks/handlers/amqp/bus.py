@@ -48,6 +48,9 @@ from clacks.interfaces import IMessageBus
 
 #: Seconds the AMQP handshake (login, vhost) may take.
 CONNECT_TIMEOUT = 15.0
+#: Seconds a consumer's cancel waits for the broker's cancel-ok: a silent
+#: connection never answers, and stopping the agent must not wait for it.
+CANCEL_TIMEOUT = 5.0
 
 
 class BusUnavailable(Exception):
@@ -109,7 +112,8 @@ class ConsumerHandle:
         live, self._live = self._live, None
         if live is None:
             return succeed(None)
-        return maybeDeferred(live.cancel).addErrback(lambda f: None)
+        d = maybeDeferred(live.cancel).addTimeout(CANCEL_TIMEOUT, self._bus._reactor)
+        return d.addErrback(lambda f: None)
 
 
 def makeEndpoint(reactor: Any, url: BrokerURL, config: AMQPConfig) -> IStreamClientEndpoint:

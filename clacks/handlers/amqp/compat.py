@@ -40,7 +40,7 @@ from typing import Any
 import pamqp.decode
 import pamqp.encode
 from twisted.copyright import version as twistedVersion
-from twisted.internet import error
+from twisted.internet import defer, error
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
@@ -50,7 +50,6 @@ from twisted.internet.defer import (
 )
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from txamqp import spec as txspec
@@ -674,8 +673,17 @@ class AMQPChannel(AMQChannel):
         return frames
 
     def _send(self, frames: list[Any]) -> None:
-        for frame in frames:
-            self.outgoing.put(frame)
+        client = self.client
+        transport = client.transport
+        if self.outgoing.pending or transport is None:
+            for frame in frames:
+                self.outgoing.put(frame)
+            return
+        # The writer (AMQPConnection.writer) waits on the queue and sends
+        # each frame at once; with nothing queued, sending the frames here
+        # is the same, in the same order, without a Deferred per frame.
+        client.reschedule_send_heartbeat()
+        transport.write(b"".join([frame.data for frame in frames]))
 
     @inlineCallbacks
     def invoke(
@@ -928,6 +936,59 @@ class AMQPDelegate(TwistedDelegate):
 
 # ---------------------------------------------------------------------------
 # Connection
+
+
+class _Deadline:
+    """
+    Calls C{action} once C{period} seconds have passed since C{last()}
+    without C{last()} moving on; with C{repeat}, again every C{period}
+    after that.  Moving the deadline costs a timestamp, not a timer: the
+    timer re-arms itself when it fires early.  It has the parts of
+    C{LoopingCall} (C{running}, C{stop}) and C{IDelayedCall} (C{active},
+    C{cancel}) that txAMQP uses on C{sendHB} and C{checkHB}.
+    """
+
+    def __init__(
+        self,
+        clock: Any,
+        period: float,
+        last: Any,
+        action: Any,
+        repeat: bool = False,
+    ) -> None:
+        self._clock = clock
+        self._period = period
+        self._last = last
+        self._action = action
+        self._repeat = repeat
+        self._stopped = False
+        self._call: Any = clock.callLater(period, self._fire)
+
+    @property
+    def running(self) -> bool:
+        return self.active()
+
+    def active(self) -> bool:
+        return self._call is not None and self._call.active()
+
+    def cancel(self) -> None:
+        self._stopped = True
+        call, self._call = self._call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    stop = cancel
+
+    def _fire(self) -> None:
+        self._call = None
+        now = self._clock.seconds()
+        due = self._last() + self._period
+        if now < due:
+            self._call = self._clock.callLater(due - now, self._fire)
+            return
+        self._action()
+        if self._repeat and not self._stopped and self._call is None:
+            self._call = self._clock.callLater(self._period, self._fire)
 
 
 class AMQPConnection(AMQClient):
@@ -1186,14 +1247,33 @@ class AMQPConnection(AMQClient):
             channel_max=self.channelMax, frame_max=self.frameMax, heartbeat=heartbeat
         ).addErrback(lambda _: None)
         if heartbeat > 0:
-            self.sendHB = LoopingCall(self.send_heartbeat)
-            self.sendHB.clock = self.clock
-            self.checkHB = self.clock.callLater(
-                heartbeat * self.MAX_UNSEEN_HEARTBEAT, self.check_heartbeat
-            )
             self.heartbeatInterval = heartbeat
-            self.sendHB.start(heartbeat, now=False)
+            self._lastSent = self._lastReceived = self.clock.seconds()
+            self.sendHB = _Deadline(
+                self.clock, heartbeat, lambda: self._lastSent, self._heartbeatDue, repeat=True
+            )
+            self.checkHB = _Deadline(
+                self.clock,
+                heartbeat * self.MAX_UNSEEN_HEARTBEAT,
+                lambda: self._lastReceived,
+                self.check_heartbeat,
+            )
         self.started.fire()
+
+    # txAMQP re-armed a timer for every frame sent (LoopingCall stop/start)
+    # and received (cancel/callLater): two timers per frame, on every
+    # message's path.  Here a frame only records the time; the one timer
+    # of each kind (L{_Deadline}) fires at the same moment txAMQP's did.
+
+    def reschedule_send_heartbeat(self) -> None:
+        self._lastSent = self.clock.seconds()
+
+    def reschedule_check_heartbeat(self) -> None:
+        self._lastReceived = self.clock.seconds()
+
+    def _heartbeatDue(self) -> None:
+        self.send_heartbeat()
+        self._lastSent = self.clock.seconds()
 
     def check_heartbeat(self) -> None:
         log.warn(
@@ -1384,7 +1464,8 @@ class AMQPConnection(AMQClient):
             d.addTimeout(within, self.clock)
             try:
                 yield d
-            except (Closed, QueueClosed, CancelledError, error.TimeoutError):
+            # addTimeout raises defer.TimeoutError, not error.TimeoutError
+            except (Closed, QueueClosed, CancelledError, defer.TimeoutError, error.TimeoutError):
                 pass
             except Exception:
                 log.failure("Unexpected error while closing the AMQP connection")

@@ -83,7 +83,10 @@ class HTTPHandler(Plugin):
             plugins.get("CommandRegistry").security.users if "CommandRegistry" in plugins else None
         )
         path = self.context.config.http.path.strip("/").encode("utf-8")
-        self.putChild(path, JSONRPCResource(self._dispatcher, users, self.context.reactor))
+        resource = JSONRPCResource(
+            self._dispatcher, users, self.context.reactor, stats=self.context.stats
+        )
+        self.putChild(path, resource)
         listen = self.context.config.http.listen
         if listen is None:
             self.log.info("HTTP is off ([http] listen = none)")

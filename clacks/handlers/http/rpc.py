@@ -69,6 +69,8 @@ class JSONRPCResource(Resource):
         AMQP handler serves).
     @param users: the users file; C{None} closes the endpoint (every call
         gets 401) because HTTP calls must be authenticated.
+    @param stats: the agent's counters: requests refused as malformed or
+        over a limit are counted in its C{refused} (C{NodeStatus.refused}).
     """
 
     isLeaf = True
@@ -80,12 +82,18 @@ class JSONRPCResource(Resource):
         users: UserStore | None,
         clock: Any,
         limits: Limits = DEFAULT_LIMITS,
+        stats: Any = None,
     ) -> None:
         super().__init__()
         self._dispatcher = dispatcher
         self._users = users
         self._clock = clock
         self._limits = limits
+        self._stats = stats
+
+    def _countRefused(self) -> None:
+        if self._stats is not None:
+            self._stats.refused += 1
 
     def render_GET(self, request: Request) -> bytes:
         request.setResponseCode(405)
@@ -111,9 +119,12 @@ class JSONRPCResource(Resource):
         if isinstance(body, bytes):
             request.setHeader(b"content-type", JSON_CONTENT_TYPE.encode())
             request.setHeader(b"cache-control", b"no-store")
-            request.write(body)
         else:
-            request.write(self._json(request, body))
+            body = self._json(request, body)
+        # With its length known the response goes out in one write, not
+        # chunked (the chunk framing cost as much as the call itself).
+        request.setHeader(b"content-length", b"%d" % len(body))
+        request.write(body)
         request.finish()
 
     def _unauthorized(self, request: Request, why: str) -> None:
@@ -174,6 +185,7 @@ class JSONRPCResource(Resource):
                 f"request is {int(length)} bytes; the limit is {self._limits.maxBytes}",
                 {"limit": "maxBytes", "value": self._limits.maxBytes},
             )
+            self._countRefused()
             self._finish(request, 413, errorResponse(None, error))
             return
         contentType = (request.getHeader(b"content-type") or b"").split(b";")[0].strip()
@@ -182,6 +194,7 @@ class JSONRPCResource(Resource):
                 INVALID_REQUEST,
                 f"content type {contentType.decode('latin-1')!r}: requests are {JSON_CONTENT_TYPE}",
             )
+            self._countRefused()
             self._finish(request, 415, errorResponse(None, error))
             return
         assert request.content is not None
@@ -193,6 +206,7 @@ class JSONRPCResource(Resource):
         responses = []
         for item in parsed.items:
             if isinstance(item, RPCError):
+                self._countRefused()
                 responses.append(errorResponse(item.id, item))
                 continue
             if dispatcher is None:
