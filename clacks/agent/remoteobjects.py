@@ -47,7 +47,8 @@ def _public(instance: Any) -> tuple[list[str], list[str]]:
     properties: list[str] = []
     methods: list[str] = []
     for name in dir(instance):
-        if name.startswith("_"):
+        # close() belongs to the manager (closeObject), not to callers.
+        if name.startswith("_") or name == "close":
             continue
         try:
             value = getattr(instance, name)
@@ -167,6 +168,11 @@ class ObjectManager(Plugin):
         needsUser=True,
     )
     def openObject(self, oid: str, *args: Any, user: str | None = None) -> Any:
+        if user is None:
+            # An anonymous reference could be used by every anonymous caller.
+            raise RPCError(
+                PERMISSION_DENIED, "remote objects need an authenticated caller (AMQP user_id)"
+            )
         if oid not in self.context.objects:
             directory = self._directory()
             providers = [

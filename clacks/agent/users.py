@@ -30,6 +30,7 @@ import attrs
 import bcrypt
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 FORMAT_VERSION = 1
 BCRYPT_ROUNDS = 12
@@ -161,6 +162,7 @@ class UserStore:
         self._stamp: tuple[float, int, int] | None = None
         self._secret = secrets.token_bytes(32)
         self._verified: dict[bytes, tuple[float, str]] = {}
+        self._checking: dict[bytes, Deferred[Principal | None]] = {}
         self.refresh()
 
     # Reading
@@ -238,7 +240,30 @@ class UserStore:
             if record is not None and record.password == hashed and expires > now:
                 return succeed(Principal(user, frozenset(record.groups)))
             del self._verified[key]
-        return self._verify(user, password, record, key)
+        # Concurrent first logins with the same credentials share one
+        # check instead of each costing a bcrypt run.
+        running = self._checking.get(key)
+        if running is None:
+            running = self._verify(user, password, record, key)
+            self._checking[key] = running
+
+            def done(result: Any) -> Any:
+                self._checking.pop(key, None)
+                return result
+
+            running.addBoth(done)
+        result: Deferred[Principal | None] = Deferred()
+
+        def share(outcome: Any) -> Any:
+            # Each waiter gets its own copy; the shared check keeps none.
+            if isinstance(outcome, Failure):
+                result.errback(outcome)
+                return None
+            result.callback(outcome)
+            return outcome
+
+        running.addBoth(share)
+        return result
 
     @inlineCallbacks
     def _verify(self, user: str, password: str, record: UserRecord | None, key: bytes) -> Any:

@@ -176,6 +176,13 @@ class JSONRPCResource(Resource):
             return
         principal: Principal | None = yield self._authenticate(request)
         if principal is None:
+            credentials = _credentials(request.getHeader(b"authorization"))
+            if credentials is not None:
+                self.log.warn(
+                    "HTTP login refused for {who} from {peer}",
+                    who=credentials[1] if credentials[0] == "basic" else "a bearer token",
+                    peer=getattr(request.getClientAddress(), "host", "?"),
+                )
             self._unauthorized(request, "authentication required: HTTP Basic or a bearer token")
             return
         length = request.getHeader(b"content-length")
