@@ -155,6 +155,24 @@ class ObjectManagerTests(SynchronousTestCase):
         self.assertIn("HelloGreeting", error.message)
         self.assertEqual(self.manager.openCount, 0)
 
+    def test_anonymousRefused(self) -> None:
+        """
+        A caller without an identity cannot open objects: every other
+        anonymous caller could use them.
+        """
+        error = self.fail_(CallContext(), PERMISSION_DENIED, "openObject", "HelloGreeting", "x")
+        self.assertIn("authenticated caller", error.message)
+        self.assertEqual(self.manager.openCount, 0)
+
+    def test_closeNotAMethod(self) -> None:
+        """
+        An object's own C{close} is not offered as a method: closing goes
+        through C{closeObject}, which also releases the reference.
+        """
+        ref = self.open(ALICE, "Counter", 1)
+        self.fail_(ALICE, METHOD_NOT_FOUND, "dispatchObjectMethod", ref, "close")
+        self.assertEqual(self.manager.openCount, 1)
+
     def test_use(self) -> None:
         """
         The owner reads and sets properties and calls methods; methods may

@@ -273,6 +273,24 @@ class PasswordTests(UsersFileTestCase):
             self.assertEqual(self.login(store, "alice", "wonderland").user, "alice")
         self.assertEqual(len(self.runner.calls), 1)
 
+    def test_concurrentFirstLogins(self) -> None:
+        """
+        Logins with the same credentials that arrive while the first check
+        still runs wait for it instead of each running bcrypt; all get the
+        answer, and a wrong password is not shared with the right one.
+        """
+        pending: list[Deferred[Any]] = []
+        store = UserStore(
+            self.path, self.clock, lambda f, *a: pending.append(Deferred()) or pending[-1]
+        )
+        waiting = [store.authenticatePassword("alice", "wonderland") for _ in range(5)]
+        wrong = store.authenticatePassword("alice", "nope")
+        self.assertEqual(len(pending), 2)
+        pending[0].callback(True)
+        pending[1].callback(False)
+        self.assertEqual([self.successResultOf(d).user for d in waiting], ["alice"] * 5)
+        self.assertIsNone(self.successResultOf(wrong))
+
     def test_memoryKeyedByDigest(self) -> None:
         """
         The memory keeps no password: its keys are keyed digests.
