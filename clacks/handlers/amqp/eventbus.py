@@ -90,20 +90,28 @@ class EventBus:
         Start consuming events (call once, before or after the bus starts).
         """
         if self._bus is not None and self._consumer is None:
+            self._bus.observe(self._busChanged)
             self._consumer = self._bus.consume(
                 "", self._received, noAck=True, declare=self._declareQueue
             )
+
+    def _busChanged(self, ready: bool) -> None:
+        if not ready:
+            # The exclusive queue died with its connection.
+            self._queue = None
 
     @inlineCallbacks
     def _declareQueue(self, channel: Any) -> Any:
         self._connects += 1
         name = self._topology.eventQueue(f"{self._suffix}.{self._connects}")
         yield channel.queue_declare(queue=name, exclusive=True, auto_delete=True)
+        # Known before the bindings below, so that a subscribe() meanwhile
+        # binds this queue, not the previous connection's.
+        self._queue = name
         for pattern in list(self._patterns):
             yield channel.queue_bind(
                 queue=name, exchange=self._topology.eventsExchange, routing_key=pattern
             )
-        self._queue = name
         return name
 
     # Publishing

@@ -137,9 +137,11 @@ class NodeLifecycle:
         """
         @return: this node's status now.
         """
+        # Lag first: the probes below read /proc and may wait for the GIL.
+        expected = self._startedAt + self._ticks * self._interval
+        lag = max(0.0, round(self._clock.seconds() - expected, 6))
         stats = self._context.stats
         connected = self._bus.ready if self._bus is not None else False
-        expected = self._startedAt + self._ticks * self._interval
         return NodeStatus(
             node=self.node,
             incarnation=self.incarnation,
@@ -150,7 +152,7 @@ class NodeLifecycle:
             rss=self._probe.rss(),
             inflight=stats.inflight,
             processed=stats.processed,
-            lag=max(0.0, round(self._clock.seconds() - expected, 6)),
+            lag=lag,
             connected=connected,
             draining=stats.draining,
             failedPlugins=sorted({f.name for f in self._context.plugins.failures}),
