@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from clacks.agent.config import parseBrokerURL
@@ -633,3 +633,306 @@ class CommandTests(TestCase):
         self.assertGreaterEqual(len(events), 3)
         self.assertEqual({e["node"] for e in events}, {"web2"})
         self.assertIn("NodeStatus", {e["event"] for e in events})
+
+
+# Over HTTP (--http)
+
+#: What an agent answers to a call with wrong credentials.
+REFUSED = "authentication required: HTTP Basic or a bearer token"
+
+#: The environment variables of the HTTP settings.
+HTTP_VARIABLES = ("CLACKS_HTTP", "CLACKS_USER", "CLACKS_PASSWORD", "CLACKS_TOKEN")
+
+
+def httpEnvironment(**extra: str) -> dict[str, str]:
+    """
+    @return: L{clacksEnvironment} without any HTTP settings of the person
+        running the tests, plus C{extra}.
+    """
+    env = clacksEnvironment()
+    for name in HTTP_VARIABLES:
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+class HTTPSettingsTests(SynchronousTestCase):
+    """
+    L{resolveSettings} with C{--http}: the endpoint and who logs in, flags
+    before the environment.
+    """
+
+    URL = "http://127.0.0.1:8080/rpc"
+
+    def test_transport(self) -> None:
+        """
+        C{--http} goes over HTTP (no domain needed); C{--url} wins over
+        C{CLACKS_HTTP}, which wins over C{CLACKS_URL}; C{--url} and
+        C{--http} together are refused.
+        """
+        env = {"CLACKS_PASSWORD": "pw", "CLACKS_URL": GOOD_URL}
+        self.assertEqual(
+            resolveSettings(parse("nodes", "--http", self.URL, "--user", "alice"), env),
+            Settings("", "", DEFAULT_TIMEOUT, http=self.URL, user="alice", password="pw"),
+        )
+        env = {"CLACKS_HTTP": self.URL, "CLACKS_TOKEN": "tok", "CLACKS_DOMAIN": "d"}
+        settings = resolveSettings(parse("nodes", "--timeout", "2"), env)
+        self.assertEqual(
+            (settings.http, settings.token, settings.domain, settings.timeout),
+            (self.URL, "tok", "d", 2.0),
+        )
+        settings = resolveSettings(parse("nodes", "--url", GOOD_URL), env)
+        self.assertEqual((settings.url, settings.http), (GOOD_URL, None))
+        error = self.assertRaises(
+            UsageError, resolveSettings, parse("nodes", "--url", GOOD_URL, "--http", self.URL), {}
+        )
+        self.assertEqual(str(error), "give --url (the broker) or --http (an agent), not both")
+        error = self.assertRaises(
+            UsageError, resolveSettings, parse("nodes", "--http", "ftp://x/", "--token", "t"), {}
+        )
+        self.assertTrue(str(error).startswith("--http: expected an HTTP URL"), str(error))
+
+    def test_credentials(self) -> None:
+        """
+        C{--user} or C{--token} win over C{CLACKS_USER} and
+        C{CLACKS_TOKEN}; user and password in the URL do without either.
+        Two kinds at once, or none, are refused.
+        """
+        env = {"CLACKS_TOKEN": "envtoken", "CLACKS_PASSWORD": "pw"}
+        settings = resolveSettings(parse("nodes", "--http", self.URL, "--user", "bob"), env)
+        self.assertEqual((settings.user, settings.password, settings.token), ("bob", "pw", None))
+        settings = resolveSettings(
+            parse("nodes", "--http", self.URL, "--token", "t"), {"CLACKS_USER": "u"}
+        )
+        self.assertEqual((settings.user, settings.token), (None, "t"))
+        settings = resolveSettings(parse("nodes", "--http", "http://u:p@h/"), {})
+        self.assertEqual(
+            (settings.http, settings.user, settings.token), ("http://u:p@h/", None, None)
+        )
+        for argv, env, message in [
+            (["--user", "a", "--token", "t"], {}, "give --user or --token, not both"),
+            (
+                [],
+                {"CLACKS_USER": "a", "CLACKS_TOKEN": "t"},
+                "CLACKS_USER and CLACKS_TOKEN are both set: give --user or --token, or unset one",
+            ),
+            (
+                [],
+                {},
+                "no credentials for --http: give --user NAME (password in CLACKS_PASSWORD) "
+                "or --token TOKEN (or set CLACKS_USER or CLACKS_TOKEN)",
+            ),
+            (
+                ["--user", "a"],
+                {},
+                "no password for a: set CLACKS_PASSWORD (it is asked for only on a terminal)",
+            ),
+        ]:
+            error = self.assertRaises(
+                UsageError, resolveSettings, parse("nodes", "--http", self.URL, *argv), env
+            )
+            self.assertEqual(str(error), message)
+
+    def test_prompt(self) -> None:
+        """
+        Without C{CLACKS_PASSWORD}, the password is asked for, naming the
+        user and the endpoint.
+        """
+        asked: list[str] = []
+
+        def prompt(text: str) -> str:
+            asked.append(text)
+            return "typed"
+
+        settings = resolveSettings(
+            parse("call", "x", "--http", "http://h:1", "--user", "alice"), {}, prompt
+        )
+        self.assertEqual(settings.password, "typed")
+        self.assertEqual(asked, ["Password for alice at http://h:1/rpc: "])
+
+    def test_events(self) -> None:
+        """
+        C{events} needs the broker: with C{--http} it is a usage error;
+        C{CLACKS_HTTP} does not stand in the way of C{CLACKS_URL}.
+        """
+        error = self.assertRaises(
+            UsageError, resolveSettings, parse("events", "--http", self.URL, "--token", "t"), {}
+        )
+        self.assertTrue(str(error).startswith("events needs the broker"), str(error))
+        env = {"CLACKS_HTTP": self.URL, "CLACKS_URL": GOOD_URL, "CLACKS_DOMAIN": "d"}
+        self.assertEqual(resolveSettings(parse("events"), env), Settings(GOOD_URL, "d"))
+        error = self.assertRaises(
+            UsageError, resolveSettings, parse("events"), {"CLACKS_HTTP": self.URL}
+        )
+        self.assertTrue(str(error).startswith("events needs the broker"), str(error))
+
+    def test_userWithoutHTTP(self) -> None:
+        """
+        C{--user} and C{--token} are refused for the broker.
+        """
+        error = self.assertRaises(
+            UsageError, resolveSettings, parse("nodes", "--user", "a"), {"CLACKS_URL": GOOD_URL}
+        )
+        self.assertEqual(str(error), "--user is for calls over HTTP: give --http URL too")
+
+
+class HTTPCommandTests(TestCase):
+    """
+    The C{clacks} console script with C{--http}, against agents with a
+    users file (alice, with a token; no ACL).
+    """
+
+    timeout = 90
+
+    def setUp(self) -> None:
+        from clacks.agent.users import addToken
+        from tests.util.secured import usersFile
+
+        self.domain = DomainFixture(self)
+        self.users = usersFile(self, {"alice": ("wonderland", [])})
+        self.token = addToken(self.users, "alice", "ci")
+
+    @inlineCallbacks
+    def startAgents(self, *nodes: str) -> Any:
+        """
+        Start agents C{nodes} with the example plugin and the users file;
+        wait until each knows the others.
+
+        @return: the endpoint URL of the first.
+        """
+        from tests.util.secured import startSecuredAgent, waitForDomain
+
+        agents = []
+        for node in nodes:
+            agent = yield startSecuredAgent(self.domain, node, self.users, objects=False)
+            agents.append(agent)
+        yield waitForDomain(self.domain, agents)
+        self.agents = agents
+        return f"http://127.0.0.1:{self.domain.httpPort(agents[0])}/rpc"
+
+    def clacks(self, *args: str, **env: str) -> Any:
+        return runClacks(self, *args, env=httpEnvironment(**env))
+
+    def assertExit(self, result: Any, code: int, stderr: str | None = None) -> None:
+        self.assertEqual(result.code, code, result.describe())
+        self.assertEqual(result.err, "" if stderr is None else stderr + "\n", result.describe())
+
+    @inlineCallbacks
+    def test_call(self) -> Any:
+        """
+        C{clacks call} over HTTP, as C{--user} with C{CLACKS_PASSWORD} or
+        with C{CLACKS_TOKEN}: by name on one node, C{--json}, C{--all};
+        the agent's JSON-RPC errors as over the broker.  (The children run
+        at once.)
+        """
+        url = yield self.startAgents("web1", "web2")
+        token = {"CLACKS_HTTP": url, "CLACKS_TOKEN": self.token}
+        byName, echo, everywhere, unknown = yield gatherResults(
+            [
+                self.clacks(
+                    "call",
+                    "greet",
+                    "-p",
+                    "name=Ada",
+                    "--node",
+                    "web2",
+                    "--http",
+                    url,
+                    "--user",
+                    "alice",
+                    CLACKS_PASSWORD="wonderland",
+                ),
+                self.clacks("--json", "call", "echo", '{"a": [1, null]}', **token),
+                self.clacks("call", "whoami", "--all", "--json", **token),
+                self.clacks("call", "nope", **token),
+            ]
+        )
+        self.assertExit(byName, EXIT_OK)
+        self.assertEqual(byName.out, "Hello, Ada, from web2!\n")
+        self.assertExit(echo, EXIT_OK)
+        self.assertEqual(json.loads(echo.out), {"a": [1, None]})
+        self.assertExit(everywhere, EXIT_OK)
+        self.assertEqual(
+            json.loads(everywhere.out),
+            {
+                "results": {
+                    "web1": {"user": "alice", "node": "web1"},
+                    "web2": {"user": "alice", "node": "web2"},
+                },
+                "errors": {},
+                "missing": [],
+            },
+        )
+        self.assertExit(
+            unknown, EXIT_CALL_ERROR, "error -32601: no node of the domain provides 'nope'"
+        )
+
+    @inlineCallbacks
+    def test_nodes(self) -> Any:
+        """
+        Over HTTP: C{clacks nodes} prints the table; C{clacks status} names
+        the endpoint, the user and the agent that answered.  A wrong
+        password is exit status L{EXIT_CONNECTION}, one line naming the
+        endpoint, the user and the agent's reason; so is an endpoint where
+        nothing listens.  A call slower than C{--timeout} is
+        L{EXIT_TIMEOUT}.  (The children run at once.)
+        """
+        url = yield self.startAgents("web1")
+        env = {"CLACKS_HTTP": url, "CLACKS_USER": "alice", "CLACKS_PASSWORD": "wonderland"}
+        nodes, status, refused, unreachable, slow = yield gatherResults(
+            [
+                self.clacks("nodes", **env),
+                self.clacks("status", CLACKS_DOMAIN=self.domain.domain, **env),
+                self.clacks(
+                    "call", "greet", "x", "--http", url, "--user", "alice", CLACKS_PASSWORD="wrong"
+                ),
+                self.clacks("nodes", "--http", "http://127.0.0.1:1", "--token", "t"),
+                self.clacks(
+                    "call",
+                    "slowEcho",
+                    "x",
+                    "0.6",
+                    "--timeout",
+                    "0.3",
+                    CLACKS_HTTP=url,
+                    CLACKS_TOKEN=self.token,
+                ),
+            ]
+        )
+        ended = time.monotonic()
+        self.assertExit(nodes, EXIT_OK)
+        table = lines(nodes.out)
+        self.assertEqual(table[0].split()[:2], ["NODE", "STATE"])
+        self.assertEqual([line.split()[:2] for line in table[1:]], [["web1", "alive"]])
+        self.assertExit(status, EXIT_OK)
+        [connection, agent, domain] = lines(status.out)
+        self.assertEqual(connection, f"connection  {url} as alice (connected)")
+        self.assertTrue(agent.startswith("agent       web1 (clacks "), agent)
+        self.assertEqual(domain, f"domain      {self.domain.domain}: 1 node (1 alive)")
+        self.assertExit(
+            refused, EXIT_CONNECTION, f"error: authentication refused by {url} for alice: {REFUSED}"
+        )
+        self.assertEqual(refused.out, "")
+        self.assertEqual(unreachable.code, EXIT_CONNECTION, unreachable.describe())
+        [line] = lines(unreachable.err)
+        self.assertTrue(line.startswith("error: cannot connect to http://127.0.0.1:1/rpc: "), line)
+        self.assertIn("refused", line)
+        self.assertExit(
+            slow, EXIT_TIMEOUT, "error -32001: no answer to 'slowEcho' (any) within 0.3 s"
+        )
+        # The agent still runs it (a call over HTTP is not counted in flight).
+        yield waitUntil(lambda: time.monotonic() - ended > 0.6, 5, "the slow call to end")
+
+    @inlineCallbacks
+    def test_events(self) -> Any:
+        """
+        C{events} with C{--http}: exit status L{EXIT_USAGE}, one line (see
+        L{HTTPSettingsTests} for the other usage errors).
+        """
+        result = yield self.clacks("events", "--http", "http://127.0.0.1:1", "--token", "t")
+        self.assertExit(
+            result,
+            EXIT_USAGE,
+            "error: events needs the broker (--url or CLACKS_URL): an agent's HTTP endpoint "
+            "does not send events",
+        )

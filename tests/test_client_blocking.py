@@ -7,6 +7,7 @@ real broker.  Each test runs in a domain of its own.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
@@ -119,3 +120,102 @@ class BlockingTests(TestCase):
         )
         self.assertIn("refused", out["error"])
         self.assertLess(out["seconds"], 5)
+
+
+HTTP_CALLS = """
+import json, sys
+
+before = "twisted.internet.reactor" in sys.modules
+from clacks.client.blocking import (
+    AuthenticationFailed, CallError, ConnectionFailed, connectHTTP,
+)
+
+url, token = sys.argv[1:3]
+out = {"reactorOnImport": before or "twisted.internet.reactor" in sys.modules}
+with connectHTTP(url, ("alice", "wonderland"), timeout=10) as proxy:
+    out["domain"] = proxy.domain
+    out["greet"] = proxy.greet("Ada")
+    out["named"] = proxy.greet.on("web1")(name="Bob")
+    out["everywhere"] = proxy.whoami.everywhere()().results
+    for name, call in [
+        ("failed", lambda: proxy.fail("boom")),
+        ("timeout", lambda: proxy.slowEcho.within(0.3)("x", 0.6)),
+    ]:
+        try:
+            call()
+        except CallError as e:
+            out[name] = [e.code, e.message]
+with connectHTTP(url, token=token) as proxy:
+    out["token"] = proxy.whoami()
+for name, connect in [
+    ("refused", lambda: connectHTTP(url, ("alice", "wrong"))),
+    ("unreachable", lambda: connectHTTP("http://127.0.0.1:1/rpc", token="t")),
+]:
+    try:
+        connect()
+    except ConnectionFailed as e:
+        out[name] = [type(e).__name__, str(e)]
+print(json.dumps(out))
+"""
+
+
+class BlockingHTTPTests(TestCase):
+    """
+    L{clacks.client.blocking.connectHTTP}, from a child process, against an
+    agent with a users file.
+    """
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.domain = DomainFixture(self)
+
+    @inlineCallbacks
+    def test_calls(self) -> Any:
+        """
+        From a script with no reactor, over HTTP with a password or a
+        token: results, errors with their codes, timeouts; a wrong password
+        raises L{AuthenticationFailed} and an endpoint where nothing
+        listens L{ConnectionFailed} when connecting.
+        """
+        from clacks.agent.users import addToken
+        from tests.util.secured import startSecuredAgent, usersFile
+
+        users = usersFile(self, {"alice": ("wonderland", [])})
+        token = addToken(users, "alice", "ci")
+        agent = yield startSecuredAgent(self.domain, "web1", users, objects=False)
+        url = f"http://127.0.0.1:{self.domain.httpPort(agent)}/rpc"
+        result = yield runScript(self, HTTP_CALLS, url, token)
+        ended = time.monotonic()
+        self.assertEqual(result.code, 0, result.describe())
+        out = json.loads(result.out)
+        refused = out.pop("refused")
+        unreachable = out.pop("unreachable")
+        self.assertEqual(
+            out,
+            {
+                "reactorOnImport": False,
+                "domain": None,
+                "greet": "Hello, Ada, from web1!",
+                "named": "Hello, Bob, from web1!",
+                "everywhere": {"web1": {"user": "alice", "node": "web1"}},
+                "failed": [COMMAND_ERROR, "ValueError: boom"],
+                "timeout": [TIMEOUT, "no answer to 'slowEcho' (any) within 0.3 s"],
+                "token": {"user": "alice", "node": "web1"},
+            },
+        )
+        self.assertEqual(
+            refused,
+            [
+                "AuthenticationFailed",
+                f"authentication refused by {url} for alice: "
+                "authentication required: HTTP Basic or a bearer token",
+            ],
+        )
+        self.assertEqual(unreachable[0], "ConnectionFailed")
+        self.assertIn("refused", unreachable[1])
+        self.assertEqual(result.err, "")
+        self.flushLoggedErrors(ValueError)
+        # The agent still runs the slow call (over HTTP it is not counted in
+        # flight): let it end before the agent stops.
+        yield waitUntil(lambda: time.monotonic() - ended > 0.6, 5, "the slow call to end")

@@ -16,7 +16,7 @@ import socket
 import uuid
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 
 from clacks.agent.config import AMQPConfig, parseBrokerURL
 from clacks.common.jsonrpc import Request, RPCError
@@ -26,6 +26,12 @@ from clacks.handlers.amqp.topology import ANY_NODE_KEY, nodeKey
 
 #: A failed call: code, message and data as the agent sent them.
 CallError = RPCError
+
+
+def _unwrap(response: Any) -> Any:
+    if response.error is not None:
+        raise response.error
+    return response.result
 
 
 class AMQPClient:
@@ -132,16 +138,10 @@ class AMQPClient:
         routingKey = nodeKey(node) if node is not None else ANY_NODE_KEY
         headers = {TARGET_HEADER: "all"} if all else {}
 
-        @inlineCallbacks
-        def run() -> Any:
-            response = yield self._caller.call(
-                routingKey, request, timeout or self.timeout, headers
-            )
-            if response.error is not None:
-                raise response.error
-            return response.result
-
-        return run()
+        d: Deferred[Any] = maybeDeferred(
+            self._caller.call, routingKey, request, timeout or self.timeout, headers
+        )
+        return d.addCallback(_unwrap)
 
 
 __all__ = ["AMQPClient", "CallError"]

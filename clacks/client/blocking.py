@@ -14,6 +14,14 @@ WSGI apps, anything that does not run a Twisted reactor.
         except CallError as e:
             print(e.code, e.message)
 
+Over HTTP, to an agent's endpoint (it needs a users file), with a user and
+password or a bearer token:
+
+    from clacks.client.blocking import connectHTTP
+
+    with connectHTTP("http://127.0.0.1:8080/rpc", ("alice", "secret")) as proxy:
+        print(proxy.whoami())
+
 The surface is L{clacks.client.proxy}'s (C{.on(node)}, C{.everywhere()},
 C{.within(seconds)}, C{proxy["name"]}), but a call blocks until the answer
 is there and returns it, or raises L{CallError}.
@@ -21,7 +29,8 @@ is there and returns it, or raises L{CallError}.
 It uses U{crochet<https://crochet.readthedocs.io>}: the first L{connect}
 starts the global reactor in a daemon thread (C{crochet.setup()}), and the
 calls run there.  Do not use it in a process whose main thread runs the
-reactor itself (use L{clacks.client.proxy.AMQPServiceProxy} there).
+reactor itself (use L{clacks.client.proxy.AMQPServiceProxy} or
+L{clacks.client.http.JSONServiceProxy} there).
 A proxy is safe to use from several threads at once.
 """
 
@@ -32,6 +41,7 @@ from typing import Any
 import crochet
 from zope.interface import implementer
 
+from clacks.client.http import AuthenticationFailed, JSONServiceProxy
 from clacks.client.proxy import (
     AMQPServiceProxy,
     Call,
@@ -64,17 +74,21 @@ def _wait(result: Any, timeout: float, what: str) -> Any:
 class BlockingProxy(ServiceProxy):
     """
     A domain's commands as methods that block and return their results.
-    Made by L{connect}.
+    Made by L{connect} (AMQP) or L{connectHTTP} (HTTP).
 
-    @ivar proxy: the L{AMQPServiceProxy} that runs in the reactor thread.
+    @ivar proxy: the L{AMQPServiceProxy} or L{JSONServiceProxy} that runs
+        in the reactor thread.
     """
 
-    def __init__(self, proxy: AMQPServiceProxy) -> None:
+    def __init__(self, proxy: AMQPServiceProxy | JSONServiceProxy) -> None:
         self.proxy = proxy
         self.closed = False
 
     @property
-    def domain(self) -> str:
+    def domain(self) -> str | None:
+        """
+        The domain; C{None} over HTTP, where it is not known.
+        """
         return self.proxy.domain
 
     def invoke(self, call: Call) -> Any:
@@ -143,4 +157,54 @@ def connect(
     return BlockingProxy(proxy)
 
 
-__all__ = ["BlockingProxy", "CallError", "ConnectionFailed", "connect"]
+def connectHTTP(
+    url: str,
+    credentials: tuple[str, str] | None = None,
+    token: str | None = None,
+    timeout: float = 30.0,
+    connectTimeout: float = 10.0,
+    check: bool = True,
+) -> BlockingProxy:
+    """
+    Return a proxy for the commands of the domain of the agent at C{url},
+    called over HTTP (see L{clacks.client.http}).
+
+    @param url: the agent's endpoint, C{http(s)://host:port/rpc} (user and
+        password may be in it).
+    @param credentials: C{(user, password)} for HTTP Basic.
+    @param token: a bearer token instead.
+    @param timeout: default seconds a call may take.
+    @param connectTimeout: seconds the check may take.
+    @param check: check at once that the agent answers and accepts the
+        credentials (one call of C{ping}); otherwise the first call says.
+    @raise ConnectionFailed: if the check could not reach the agent.
+    @raise AuthenticationFailed: if the agent refused the credentials.
+    @raise ValueError: if C{url} is not an HTTP URL, or both C{credentials}
+        and C{token} are given.
+    """
+    crochet.setup()
+    proxy = _inReactor(
+        JSONServiceProxy, url, credentials=credentials, token=token, timeout=timeout
+    ).wait(connectTimeout)
+    if check:
+        try:
+            _inReactor(proxy.connect, timeout=connectTimeout).wait(connectTimeout + MARGIN)
+        except crochet.TimeoutError:
+            _inReactor(proxy.close).wait(connectTimeout)
+            raise ConnectionFailed(
+                f"cannot connect to {proxy.url}: no answer within {connectTimeout:g} s"
+            ) from None
+        except BaseException:
+            _inReactor(proxy.close).wait(connectTimeout)
+            raise
+    return BlockingProxy(proxy)
+
+
+__all__ = [
+    "AuthenticationFailed",
+    "BlockingProxy",
+    "CallError",
+    "ConnectionFailed",
+    "connect",
+    "connectHTTP",
+]

@@ -15,6 +15,13 @@ The broker and domain come from C{--url} and C{--domain}, else from the
 environment (C{CLACKS_URL}, C{CLACKS_DOMAIN}), else from an agent
 configuration given with C{-c} (its C{[amqp] url} and C{[core] domain}).
 
+With C{--http URL} (or C{CLACKS_HTTP}) the commands go to an agent's HTTP
+JSON-RPC endpoint instead of the bus, as a user of the agent's users file:
+C{--user NAME} (or C{CLACKS_USER}) with the password in C{CLACKS_PASSWORD}
+(asked for when standard input is a terminal), or C{--token TOKEN} (or
+C{CLACKS_TOKEN}).  C{call}, C{nodes}, C{methods} and C{status} work over
+HTTP; C{events} needs the bus.
+
 Output is for humans unless C{--json} is given: then every result is JSON
 (C{events} writes one JSON object per line).  Errors are one line on
 standard error (with a traceback under C{--debug}); the exit status says
@@ -45,6 +52,7 @@ from clacks import __version__
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
+    from clacks.client.http import JSONServiceProxy
     from clacks.client.proxy import AMQPServiceProxy
 
 #: It worked.
@@ -53,9 +61,11 @@ EXIT_OK = 0
 #: C{error CODE: MESSAGE}), or a node of a C{--all} call did.
 EXIT_CALL_ERROR = 1
 #: The command line or the configuration is wrong (no domain, bad URL,
-#: unknown option, unreadable C{-c} file).
+#: unknown option, unreadable C{-c} file, no credentials for C{--http},
+#: C{events} with C{--http}).
 EXIT_USAGE = 2
-#: The broker could not be reached or refused the connection.
+#: The broker could not be reached or refused the connection; with
+#: C{--http}, the agent could not be reached or refused the credentials.
 EXIT_CONNECTION = 3
 #: No answer came in time (C{--timeout}), or a node of a C{--all} call did
 #: not answer.
@@ -69,14 +79,26 @@ DEFAULT_TIMEOUT = 10.0
 
 EXIT_CODES_HELP = f"""\
 environment:
-  CLACKS_URL     the broker, when --url is not given
-  CLACKS_DOMAIN  the domain, when --domain is not given
+  CLACKS_URL       the broker, when --url is not given
+  CLACKS_DOMAIN    the domain, when --domain is not given
+  CLACKS_HTTP      an agent's HTTP endpoint, when neither --url nor --http is given
+                   (it wins over CLACKS_URL, except for events)
+  CLACKS_USER      the user for --http, when neither --user nor --token is given
+  CLACKS_PASSWORD  the password of --user (asked for on a terminal if not set)
+  CLACKS_TOKEN     the bearer token for --http, when neither --user nor --token is given
+
+over HTTP:
+  --http http://HOST:PORT[/rpc] calls an agent's JSON-RPC endpoint (it needs a users
+  file) as --user NAME or with --token TOKEN; call, nodes, methods and status work,
+  events needs the broker (--url).  The domain is not needed.
 
 exit status:
   {EXIT_OK}    ok
   {EXIT_CALL_ERROR}    the call failed (the JSON-RPC error is printed: "error CODE: MESSAGE")
-  {EXIT_USAGE}    usage error: bad option or argument, no broker URL or domain, bad config
-  {EXIT_CONNECTION}    the broker is unreachable or refused the connection
+  {EXIT_USAGE}    usage error: bad option or argument, no broker URL or domain, bad config,
+       no credentials for --http, events with --http
+  {EXIT_CONNECTION}    the broker or the HTTP endpoint is unreachable, or refused the
+       connection or the credentials
   {EXIT_TIMEOUT}    timeout: no answer within --timeout seconds
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); "clacks events" ends with 0
 """
@@ -119,6 +141,24 @@ def _common() -> _Parser:
     )
     group.add_argument("--domain", metavar="NAME", default=argparse.SUPPRESS, help="the domain")
     group.add_argument(
+        "--http",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="call an agent's HTTP endpoint instead of the broker: http://host:8080/rpc",
+    )
+    group.add_argument(
+        "--user",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="with --http: log in as NAME (password in CLACKS_PASSWORD, or asked for)",
+    )
+    group.add_argument(
+        "--token",
+        metavar="TOKEN",
+        default=argparse.SUPPRESS,
+        help="with --http: log in with this bearer token (CLACKS_TOKEN hides it from ps)",
+    )
+    group.add_argument(
         "-c",
         "--config",
         metavar="PATH",
@@ -151,7 +191,8 @@ def makeParser() -> argparse.ArgumentParser:
     common = _common()
     parser = _Parser(
         prog="clacks",
-        description="Call and watch the agents of a clacks domain.",
+        description="Call and watch the agents of a clacks domain, over its broker (--url) "
+        "or an agent's HTTP endpoint (--http).",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
@@ -209,7 +250,8 @@ def makeParser() -> argparse.ArgumentParser:
     events = command(
         "events",
         "follow the domain's events",
-        "Print the domain's events as they come, one line each, until Ctrl-C.",
+        "Print the domain's events as they come, one line each, until Ctrl-C "
+        "(over the broker only, not --http).",
     )
     events.add_argument(
         "pattern",
@@ -221,7 +263,8 @@ def makeParser() -> argparse.ArgumentParser:
     command(
         "status",
         "show the connection, the broker and the domain",
-        "Show the connection, the broker (product and version) and the domain's nodes by state.",
+        "Show the connection, the broker (product and version; with --http, the agent that "
+        "answers) and the domain's nodes by state.",
     )
     return parser
 
@@ -235,14 +278,22 @@ class Settings:
     Where to connect, resolved from the command line, the environment and
     the configuration file.
 
-    @ivar url: the broker URL, with its password.
-    @ivar domain: the domain.
+    @ivar url: the broker URL, with its password; empty over HTTP.
+    @ivar domain: the domain (over HTTP, empty if not given: it is only
+        shown by C{status}).
     @ivar timeout: seconds for the connection and for each answer.
+    @ivar http: the agent's HTTP endpoint, when the commands go over HTTP.
+    @ivar user: the user to log in as over HTTP, with C{password}.
+    @ivar token: the bearer token to log in with over HTTP.
     """
 
     url: str = attrs.field(repr=False)
     domain: str
     timeout: float = DEFAULT_TIMEOUT
+    http: str | None = attrs.field(default=None, repr=False)
+    user: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    token: str | None = attrs.field(default=None, repr=False)
 
 
 def urlOf(broker: Any) -> str:
@@ -258,18 +309,48 @@ def urlOf(broker: Any) -> str:
     )
 
 
-def resolveSettings(options: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+def _loadConfig(path: str) -> Any:
+    from clacks.agent.config import ConfigError, loadConfig
+
+    try:
+        return loadConfig(path)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"{path}: {e.strerror or e}") from None
+
+
+def resolveSettings(
+    options: argparse.Namespace,
+    environ: Mapping[str, str],
+    prompt: Callable[[str], str] | None = None,
+) -> Settings:
     """
     Find the broker and the domain: C{--url}/C{--domain}, else
     C{CLACKS_URL}/C{CLACKS_DOMAIN}, else the C{-c} configuration; each
-    on its own.
+    on its own.  With C{--http} (or C{CLACKS_HTTP} when neither C{--url}
+    nor C{--http} is given, except for C{events}), find the HTTP endpoint
+    and the credentials instead (see L{httpSettings}).
 
+    @param prompt: asks for a password (C{getpass.getpass}); C{None} when
+        nobody can be asked.
     @raise UsageError: if one is missing or bad, saying where it came from.
     """
-    from clacks.agent.config import ConfigError, loadConfig, parseBrokerURL
+    from clacks.agent.config import parseBrokerURL
 
     url: str | None = getattr(options, "url", None)
     urlFrom = "--url"
+    http: str | None = getattr(options, "http", None)
+    if url and http:
+        raise UsageError("give --url (the broker) or --http (an agent), not both")
+    if http:
+        return httpSettings(options, environ, http, "--http", prompt)
+    if not url and environ.get("CLACKS_HTTP") and options.command != "events":
+        # (events needs the broker: CLACKS_URL or -c, if given, serve it.)
+        return httpSettings(options, environ, environ["CLACKS_HTTP"], "CLACKS_HTTP", prompt)
+    for flag in ("user", "token"):
+        if getattr(options, flag, None):
+            raise UsageError(f"--{flag} is for calls over HTTP: give --http URL too")
     if not url and environ.get("CLACKS_URL"):
         url, urlFrom = environ["CLACKS_URL"], "CLACKS_URL"
     domain: str | None = getattr(options, "domain", None)
@@ -277,18 +358,17 @@ def resolveSettings(options: argparse.Namespace, environ: Mapping[str, str]) -> 
         domain = environ["CLACKS_DOMAIN"]
     path = getattr(options, "config", None)
     if path and (not url or not domain):
-        try:
-            config = loadConfig(path)
-        except ConfigError as e:
-            raise UsageError(str(e)) from None
-        except OSError as e:
-            raise UsageError(f"{path}: {e.strerror or e}") from None
+        config = _loadConfig(path)
         if not url:
             if config.amqp.url is None:
                 raise UsageError(f"{path}: no [amqp] url: the agent is standalone")
             url, urlFrom = urlOf(config.amqp.url), path
         if not domain:
             domain = config.core.domain
+    if not url and environ.get("CLACKS_HTTP"):
+        raise UsageError(
+            "events needs the broker: give --url URL, set CLACKS_URL or give -c CONFIG"
+        )
     if not url:
         raise UsageError("no broker: give --url URL, set CLACKS_URL or give -c CONFIG")
     if not domain:
@@ -298,6 +378,79 @@ def resolveSettings(options: argparse.Namespace, environ: Mapping[str, str]) -> 
     except ValueError as e:
         raise UsageError(f"{urlFrom}: {e}") from None
     return Settings(url=url, domain=domain, timeout=getattr(options, "timeout", DEFAULT_TIMEOUT))
+
+
+def httpSettings(
+    options: argparse.Namespace,
+    environ: Mapping[str, str],
+    http: str,
+    httpFrom: str,
+    prompt: Callable[[str], str] | None = None,
+) -> Settings:
+    """
+    The settings of a command over HTTP: the endpoint C{http} (from
+    C{httpFrom}), and who logs in: C{--user} or C{--token}, else
+    C{CLACKS_USER} or C{CLACKS_TOKEN}, else the user and password in the
+    URL.  The password of a user comes from C{CLACKS_PASSWORD}, else from
+    C{prompt}.  The domain (C{--domain}, C{CLACKS_DOMAIN}, C{-c}) is
+    optional.
+
+    @raise UsageError: for C{events}, a bad URL, no credentials, or two
+        kinds of them.
+    """
+    from clacks.client.http import parseEndpoint
+
+    if options.command == "events":
+        raise UsageError(
+            "events needs the broker (--url or CLACKS_URL): an agent's HTTP endpoint "
+            "does not send events"
+        )
+    try:
+        endpoint = parseEndpoint(http)
+    except ValueError as e:
+        raise UsageError(f"{httpFrom}: {e}") from None
+    user: str | None = getattr(options, "user", None)
+    token: str | None = getattr(options, "token", None)
+    if user and token:
+        raise UsageError("give --user or --token, not both")
+    if not user and not token:
+        user = environ.get("CLACKS_USER") or None
+        token = environ.get("CLACKS_TOKEN") or None
+        if user and token:
+            raise UsageError(
+                "CLACKS_USER and CLACKS_TOKEN are both set: give --user or --token, or unset one"
+            )
+    password: str | None = None
+    if user:
+        password = environ.get("CLACKS_PASSWORD")
+        if password is None:
+            if prompt is None:
+                raise UsageError(
+                    f"no password for {user}: set CLACKS_PASSWORD "
+                    "(it is asked for only on a terminal)"
+                )
+            try:
+                password = prompt(f"Password for {user} at {endpoint.url}: ")
+            except EOFError:
+                raise UsageError(f"no password for {user}") from None
+    elif not token and endpoint.username is None:
+        raise UsageError(
+            "no credentials for --http: give --user NAME (password in CLACKS_PASSWORD) "
+            "or --token TOKEN (or set CLACKS_USER or CLACKS_TOKEN)"
+        )
+    domain: str | None = getattr(options, "domain", None) or environ.get("CLACKS_DOMAIN")
+    path = getattr(options, "config", None)
+    if path and not domain:
+        domain = _loadConfig(path).core.domain
+    return Settings(
+        url="",
+        domain=domain or "",
+        timeout=getattr(options, "timeout", DEFAULT_TIMEOUT),
+        http=http,
+        user=user,
+        password=password,
+        token=token,
+    )
 
 
 def parseArgument(text: str) -> Any:
@@ -343,7 +496,7 @@ class _Session:
     err: TextIO
     reactor: Any
     interrupted: Deferred[None]
-    proxy: AMQPServiceProxy | None = None
+    proxy: AMQPServiceProxy | JSONServiceProxy | None = None
     following: bool = False
 
     @property
@@ -421,18 +574,11 @@ async def _methods(session: _Session) -> int:
 
 
 async def _status(session: _Session) -> int:
-    from clacks.client._output import (
-        brokerSummary,
-        errorLine,
-        formatStatus,
-        jsonLine,
-        nodeCounts,
-    )
-    from clacks.client.proxy import CallError
-    from clacks.common.jsonrpc import TIMEOUT
+    from clacks.client._output import brokerSummary, formatStatus, jsonLine
+    from clacks.client.proxy import AMQPServiceProxy
 
     proxy = session.proxy
-    assert proxy is not None
+    assert isinstance(proxy, AMQPServiceProxy)
     status: dict[str, Any] = {
         "connection": {
             "url": proxy.url.redacted(),
@@ -442,17 +588,67 @@ async def _status(session: _Session) -> int:
         "broker": brokerSummary(proxy.serverProperties),
         "domain": {"name": proxy.domain},
     }
-    code = EXIT_OK
+    code = await _domainStatus(session, status)
+    session.write(jsonLine(status) if session.json else formatStatus(status))
+    return code
+
+
+async def _domainStatus(session: _Session, status: dict[str, Any]) -> int:
+    """
+    Add the domain's nodes by state to C{status} (or the error that came
+    instead, reported).
+
+    @return: the exit status.
+    """
+    from clacks.client._output import errorLine, nodeCounts
+    from clacks.client.proxy import CallError
+    from clacks.common.jsonrpc import TIMEOUT
+
+    assert session.proxy is not None
     try:
-        nodes = await proxy.getNodes.within(session.settings.timeout)()
+        nodes = await session.proxy.getNodes.within(session.settings.timeout)()
     except CallError as e:
         status["domain"]["error"] = e.toJSON()
         session.report(errorLine(e))
-        code = EXIT_TIMEOUT if e.code == TIMEOUT else EXIT_CALL_ERROR
-    else:
-        status["domain"]["nodes"] = len(nodes)
-        status["domain"]["states"] = nodeCounts(nodes)
-    session.write(jsonLine(status) if session.json else formatStatus(status))
+        return EXIT_TIMEOUT if e.code == TIMEOUT else EXIT_CALL_ERROR
+    status["domain"]["nodes"] = len(nodes)
+    status["domain"]["states"] = nodeCounts(nodes)
+    return EXIT_OK
+
+
+async def _statusHTTP(session: _Session) -> int:
+    from clacks.client._output import formatStatus, jsonLine
+    from clacks.client.http import JSONServiceProxy
+    from clacks.client.proxy import CallError
+    from clacks.common.jsonrpc import TIMEOUT
+
+    proxy = session.proxy
+    assert isinstance(proxy, JSONServiceProxy)
+    status: dict[str, Any] = {
+        "connection": {"url": proxy.url, "name": proxy.identity, "connected": False},
+        "agent": None,
+        "domain": {"name": session.settings.domain or None},
+    }
+    try:
+        pong = await proxy.ping.within(session.settings.timeout)()
+    except CallError as e:
+        if e.code == TIMEOUT:
+            raise
+        # It answered (an ACL may deny ping): reachable, credentials good.
+        pong = None
+    status["connection"]["connected"] = True
+    if isinstance(pong, Mapping):
+        status["agent"] = {"node": pong.get("node"), "version": pong.get("version")}
+    code = await _domainStatus(session, status)
+    if session.json:
+        session.write(jsonLine(status))
+        return code
+    named = {**status, "domain": {**status["domain"], "name": status["domain"]["name"] or "-"}}
+    lines = formatStatus(named).splitlines()
+    if status["agent"] is not None:
+        agent = status["agent"]
+        lines.insert(1, f"agent       {agent['node']} (clacks {agent['version']})")
+    session.write("\n".join(lines))
     return code
 
 
@@ -471,8 +667,9 @@ async def _events(session: _Session) -> int:
 
 def _subscribe(session: _Session) -> None:
     from clacks.client._output import formatEvent, jsonLine
+    from clacks.client.proxy import AMQPServiceProxy
 
-    assert session.proxy is not None
+    assert isinstance(session.proxy, AMQPServiceProxy)
 
     def printEvent(event: Any) -> None:
         body = event.toJSON()
@@ -523,6 +720,8 @@ async def _run(session: _Session) -> int:
     try:
         if session.options.command == "call":
             callParameters(session.options)
+        if settings.http:
+            return await _runHTTP(session)
         session.proxy = AMQPServiceProxy(
             settings.url,
             settings.domain,
@@ -553,6 +752,29 @@ async def _run(session: _Session) -> int:
         return EXIT_INTERRUPTED
 
 
+async def _runHTTP(session: _Session) -> int:
+    """
+    Run the session's command over HTTP (exceptions as in L{_run}).
+    """
+    from clacks.client.http import JSONServiceProxy
+
+    settings = session.settings
+    proxy = JSONServiceProxy(
+        settings.http or "",
+        credentials=(settings.user, settings.password or "") if settings.user else None,
+        token=settings.token,
+        timeout=settings.timeout,
+        reactor=session.reactor,
+    )
+    session.proxy = proxy
+    name = session.options.command
+    command = _statusHTTP if name == "status" else COMMANDS[name]
+    try:
+        return await command(session)
+    finally:
+        await proxy.close()
+
+
 def _discard(event: Mapping[str, Any]) -> None:
     """
     A log observer that drops every event.
@@ -569,7 +791,8 @@ def run(
     """
     Run the C{clacks} command line C{argv} to its end.
 
-    @param environ: the environment (C{CLACKS_URL}, C{CLACKS_DOMAIN}).
+    @param environ: the environment (C{CLACKS_URL}, C{CLACKS_DOMAIN},
+        C{CLACKS_HTTP}, C{CLACKS_USER}, C{CLACKS_PASSWORD}, C{CLACKS_TOKEN}).
     @param reactor: the reactor to run; the global one by default.  It is
         run (and stopped) here.
     @return: the exit status.
@@ -579,8 +802,13 @@ def run(
     environ = os.environ if environ is None else environ
     options = makeParser().parse_args(argv)
     debug = bool(getattr(options, "debug", False))
+    prompt: Callable[[str], str] | None = None
+    if sys.stdin is not None and sys.stdin.isatty():
+        import getpass
+
+        prompt = getpass.getpass
     try:
-        settings = resolveSettings(options, environ)
+        settings = resolveSettings(options, environ, prompt)
     except UsageError as e:
         err.write(f"error: {e}\n")
         return EXIT_USAGE

@@ -41,12 +41,12 @@ def clacksCommand(*args: str) -> list[str]:
 def clacksEnvironment(**extra: str) -> dict[str, str]:
     """
     @return: the environment of a child: this one without any
-        C{CLACKS_URL} or C{CLACKS_DOMAIN} of the person running the tests,
+        C{CLACKS_*} settings of the person running the tests,
         plus C{extra}.
     """
     env = childEnvironment()
-    env.pop("CLACKS_URL", None)
-    env.pop("CLACKS_DOMAIN", None)
+    for name in ("URL", "DOMAIN", "HTTP", "USER", "PASSWORD", "TOKEN"):
+        env.pop(f"CLACKS_{name}", None)
     env.update(extra)
     return env
 
