@@ -19,8 +19,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from clacks import __version__
@@ -45,6 +46,9 @@ from clacks.common.jsonrpc import (
     dumps,
 )
 from clacks.interfaces import IAgentContext
+
+#: Result types that always have a JSON form (floats do not: NaN).
+_ALWAYS_JSON = frozenset([str, int, bool])
 
 #: Parameters the agent fills in; callers may not pass them.
 INJECTED = ("user", "queue")
@@ -120,6 +124,22 @@ class _Entry:
     description: CommandDescription
     method: Callable[..., Any]
     signature: inspect.Signature
+    #: (fewest, most) positional arguments when every parameter is a plain
+    #: positional-or-keyword one; C{None} otherwise.
+    arity: tuple[int, int] | None = attrs.field(default=None, eq=False)
+
+
+def _arity(signature: inspect.Signature) -> tuple[int, int] | None:
+    """
+    @return: how many positional arguments C{signature} takes, fewest and
+        most, if all its parameters are positional-or-keyword (then any
+        count in between binds, by position, to C{args} as given).
+    """
+    parameters = list(signature.parameters.values())
+    if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters):
+        return None
+    required = sum(1 for p in parameters if p.default is inspect.Parameter.empty)
+    return required, len(parameters)
 
 
 def _publicSignature(signature: inspect.Signature, options: CommandOptions) -> inspect.Signature:
@@ -269,7 +289,7 @@ class CommandRegistry(Plugin):
             needsQueue=options.needsQueue,
             blocking=options.blocking,
         )
-        self._commands[name] = _Entry(description, method, signature)
+        self._commands[name] = _Entry(description, method, signature, _arity(signature))
 
     def _refuse(self, pluginName: str, error: str) -> None:
         self.context.plugins.reportProblem(pluginName, "register", error)
@@ -303,8 +323,8 @@ class CommandRegistry(Plugin):
         """
         return maybeDeferred(self._call, name, params, context)
 
-    @inlineCallbacks
-    def _call(self, name: str, params: Any, context: CallContext) -> Any:
+    def _call(self, name: str, params: Any, context: CallContext) -> Deferred[Any]:
+        # Every call comes through here: plain callbacks, no generator.
         entry = self._commands.get(name)
         if entry is None:
             raise RPCError(METHOD_NOT_FOUND, f"no command {name!r} on node {self._node}")
@@ -317,11 +337,20 @@ class CommandRegistry(Plugin):
                 {"user": context.user, "command": name, "node": self._node},
             )
         args, kwargs = self._bind(entry, params, context)
+        if description.blocking:
+            d: Deferred[Any] = self.context.workers.run(entry.method, *args, **kwargs)
+        else:
+            d = maybeDeferred(entry.method, *args, **kwargs)
+        return d.addCallbacks(
+            self._checkResult,
+            self._commandFailed,
+            callbackArgs=(name,),
+            errbackArgs=(name, context),
+        )
+
+    def _commandFailed(self, failure: Failure, name: str, context: CallContext) -> Any:
         try:
-            if description.blocking:
-                result = yield self.context.workers.run(entry.method, *args, **kwargs)
-            else:
-                result = yield maybeDeferred(entry.method, *args, **kwargs)
+            failure.raiseException()
         except RPCError:
             raise
         except Exception as e:
@@ -335,6 +364,10 @@ class CommandRegistry(Plugin):
             if self.context.config.core.debug:
                 data["traceback"] = traceback.format_exc()
             raise RPCError(COMMAND_ERROR, describeException(e), data) from None
+
+    def _checkResult(self, result: Any, name: str) -> Any:
+        if result is None or type(result) in _ALWAYS_JSON:
+            return result
         try:
             dumps(result)
         except (TypeError, ValueError) as e:
@@ -365,7 +398,13 @@ class CommandRegistry(Plugin):
                 )
         try:
             if not injected and not isinstance(params, dict):
-                # The common case, on every call's path: one bind does it.
+                # The common case, on every call's path: positional
+                # parameters of a plain signature bind as they are (what
+                # Signature.bind would return, without its cost); anything
+                # else, or a wrong count (for the message), is bound.
+                arity = entry.arity
+                if arity is not None and arity[0] <= len(params) <= arity[1]:
+                    return tuple(params), {}
                 bound = entry.signature.bind(*params)
                 return bound.args, bound.kwargs
             if isinstance(params, dict):

@@ -11,7 +11,7 @@ what to fix.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -143,19 +143,18 @@ def _depth(value: Any, limit: int) -> bool:
     @return: whether C{value} nests deeper than C{limit} (iterative, so a
         deep value cannot exhaust the stack here).
     """
+    # Only containers go on the stack: scalars cannot nest (this runs on
+    # every request and every reply).
+    if not isinstance(value, dict | list):
+        return False
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        children: Iterable[Any]
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children)
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
     return False
 
 
@@ -330,12 +329,17 @@ class Response:
     error: RPCError | None = None
 
 
+#: What a response may be: bigger and deeper than a request (made once, not
+#: per reply).
+RESPONSE_LIMITS = Limits(maxBytes=256 * 1024 * 1024, maxDepth=512)
+
+
 def parseResponse(body: bytes | str) -> Response:
     """
     @raise RPCError: L{PARSE_ERROR} or L{INVALID_REQUEST} if C{body} is not
         a JSON-RPC 2.0 response.
     """
-    value = loadJSON(body, Limits(maxBytes=256 * 1024 * 1024, maxDepth=512))
+    value = loadJSON(body, RESPONSE_LIMITS)
     if not isinstance(value, dict) or value.get("jsonrpc") != "2.0" or "id" not in value:
         raise RPCError(INVALID_REQUEST, "not a JSON-RPC 2.0 response")
     error = value.get("error")

@@ -40,6 +40,7 @@ from clacks.handlers.amqp.compat import (
     AMQPClientFactory,
     ChannelClosedError,
     ConnectionLostError,
+    ConsumerCancelled,
     PublishNacked,
     loadSpec,
 )
@@ -261,6 +262,7 @@ class AMQPBus:
         self._consumers: set[ConsumerHandle] = set()
         self._readyWaiters: list[Deferred[None]] = []
         self._observers: list[Callable[[bool], object]] = []
+        self._reconsuming: set[Any] = set()
         self._stopping = False
         self.connects = 0
 
@@ -334,6 +336,7 @@ class AMQPBus:
         stop reconnecting.
         """
         self._stopping = True
+        self._cancelReconsuming()
         for waiter in self._readyWaiters[:]:
             waiter.cancel()
         connection, self._connection = self._connection, None
@@ -409,6 +412,7 @@ class AMQPBus:
         self._replyChannel = self._replyConsumer = None
         for handle in self._consumers:
             handle._live = None
+        self._cancelReconsuming()
         if not self._stopping:
             # whenDisconnected() fires with the exception itself.
             why = reason.getErrorMessage() if isinstance(reason, Failure) else str(reason)
@@ -503,7 +507,63 @@ class AMQPBus:
             yield channel.basic_qos(prefetch_count=handle.prefetch)
         consumer = yield connection.consume(channel, handle.queue, noAck=handle.noAck)
         handle._live = consumer
+        consumer.cancelled.addCallback(self._consumerEnded, connection, handle, consumer)
         self._pump(channel, consumer, handle)
+
+    def _consumerEnded(
+        self, reason: Exception | None, connection: Any, handle: ConsumerHandle, consumer: Any
+    ) -> None:
+        """
+        A consumer stopped.  If the broker cancelled it (its queue was
+        deleted, or the queue's process crashed and restarted) while the
+        connection lives on, consume the queue again: nothing else would,
+        the agent would stay connected and ready but deaf to that queue.
+        """
+        if not isinstance(reason, ConsumerCancelled):
+            # We cancelled it, or its channel or connection went (the
+            # reconnect starts every consumer again).
+            return
+        if self._stopping or handle not in self._consumers or handle._live is not consumer:
+            return
+        handle._live = None
+        self.log.warn(
+            "The broker cancelled the consumer of {queue}; consuming it again",
+            queue=handle.queue,
+        )
+        self._reconsume(connection, handle, 0)
+
+    def _reconsume(self, connection: Any, handle: ConsumerHandle, attempt: int) -> None:
+        delay = min(self._config.reconnectInitial * 2**attempt, self._config.reconnectMax)
+
+        @inlineCallbacks
+        def again() -> Any:
+            self._reconsuming.discard(call)
+            if connection is not self._connection or handle not in self._consumers:
+                return
+            if handle._live is not None:
+                return
+            try:
+                if self.topology is not None:
+                    # The queue may be gone: declare it (idempotent) again.
+                    yield self.topology.declare(self._setupChannel)
+                yield self._startConsumer(connection, handle)
+            except Exception as e:
+                self.log.warn(
+                    "Consuming {queue} again failed: {error}; retrying",
+                    queue=handle.queue,
+                    error=describeException(e),
+                )
+                if connection is self._connection and not self._stopping:
+                    self._reconsume(connection, handle, attempt + 1)
+
+        call = self._reactor.callLater(delay, again)
+        self._reconsuming.add(call)
+
+    def _cancelReconsuming(self) -> None:
+        calls, self._reconsuming = self._reconsuming, set()
+        for call in calls:
+            if call.active():
+                call.cancel()
 
     @inlineCallbacks
     def _pump(self, channel: Any, consumer: Any, handle: ConsumerHandle) -> Any:

@@ -1027,6 +1027,8 @@ class AMQPConnection(AMQClient):
         # heartbeats are set up once negotiated (txAMQP armed them at
         # construction time and never negotiated)
         super().__init__(delegate, vhost, spec, heartbeat=0, clock=clock, insist=insist)
+        basic = self.spec.classes.byname["basic"].methods.byname
+        self._confirmMethods = frozenset([basic["ack"], basic["nack"]])
         self.requestedHeartbeat = heartbeat
         self.connectionName = connectionName
         self.clientProperties: dict[str, Any] = {
@@ -1107,10 +1109,27 @@ class AMQPConnection(AMQClient):
         return queue
 
     def process_frame(self, frame: Any) -> None:
-        if frame.payload.type == Frame.HEARTBEAT:
+        payload = frame.payload
+        if payload.type == Frame.HEARTBEAT:
             pass
         elif frame.channel == 0 or frame.channel in self.channels:
-            self._channel(frame.channel).dispatch(frame, self.work)
+            channel = self._channel(frame.channel)
+            if (
+                payload.type == Frame.METHOD
+                and payload.method in self._confirmMethods
+                and self.work.waiting
+                and not self.work.pending
+            ):
+                # A publisher confirm (one per message published on a
+                # confirm channel) while the worker is idle: the worker
+                # would handle it at once; do what it does, without the
+                # queues and generators in between.
+                try:
+                    self.delegate.dispatch(channel, Message(payload.method, payload.args, None))
+                except Exception:
+                    self._dispatchFailed(Failure())
+            else:
+                channel.dispatch(frame, self.work)
         else:
             log.debug("Dropping {frame} for closed channel", frame=frame)
         if self.heartbeatInterval > 0 and not self.closed:

@@ -21,6 +21,7 @@ import attrs
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
+    DeferredList,
     TimeoutError,
     inlineCallbacks,
     succeed,
@@ -70,13 +71,31 @@ class ReplyCache:
     @param clock: for expiry.
     @param ttl: seconds a reply is kept.
     @param size: replies kept at most (the oldest go first).
+    @param maxBytes: bytes of replies kept at most (the oldest go first):
+        replies may be big (up to a request's worth and more), and any
+        caller can send requests, so the count alone does not bound memory.
     """
 
-    def __init__(self, clock: Any, ttl: float = 300.0, size: int = 10000) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        ttl: float = 300.0,
+        size: int = 10000,
+        maxBytes: int = 16 * 1024 * 1024,
+    ) -> None:
         self._clock = clock
         self._ttl = ttl
         self._size = size
+        self._maxBytes = maxBytes
+        self._bytes = 0
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    @property
+    def totalBytes(self) -> int:
+        """
+        The size of the replies kept.
+        """
+        return self._bytes
 
     def get(self, key: str) -> bytes | None:
         entry = self._entries.get(key)
@@ -85,18 +104,27 @@ class ReplyCache:
         expires, body = entry
         if expires < self._clock.seconds():
             del self._entries[key]
+            self._bytes -= len(body)
             return None
         return body
 
     def put(self, key: str, body: bytes) -> None:
         now = self._clock.seconds()
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old[1])
         self._entries[key] = (now + self._ttl, body)
-        self._entries.move_to_end(key)
+        self._bytes += len(body)
         while self._entries:
             oldest = next(iter(self._entries.values()))
-            if len(self._entries) <= self._size and oldest[0] >= now:
+            if (
+                len(self._entries) <= self._size
+                and self._bytes <= self._maxBytes
+                and oldest[0] >= now
+            ):
                 break
-            self._entries.popitem(last=False)
+            _, (_, dropped) = self._entries.popitem(last=False)
+            self._bytes -= len(dropped)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -460,21 +488,30 @@ class CommandServer:
         for up to C{drainTimeout} seconds, then hand the rest back to the
         broker (rejected with requeue) so another node serves them.
 
+        The whole drain is bounded by C{drainTimeout}: waiting for the
+        broker to confirm the cancels too (it may never answer, over a
+        silent network), though for at least a second.
+
         @return: a Deferred firing with how many calls were handed back.
         """
+        deadline = self._clock.seconds() + drainTimeout
         consumers, self._consumers = self._consumers, []
-        for consumer in consumers:
-            yield consumer.cancel()
+        cancelled = DeferredList([consumer.cancel() for consumer in consumers])
+        try:
+            yield cancelled.addTimeout(max(drainTimeout, 1.0), self._clock)
+        except (TimeoutError, CancelledError):
+            pass
         if self._inflight:
+            remaining = max(0.0, deadline - self._clock.seconds())
             self.log.info(
-                "Draining {count} call(s) for up to {timeout} s",
+                "Draining {count} call(s) for up to {timeout:.3g} s",
                 count=len(self._inflight),
-                timeout=drainTimeout,
+                timeout=remaining,
             )
             idle: Deferred[None] = Deferred()
             self._idle.append(idle)
             try:
-                yield idle.addTimeout(drainTimeout, self._clock)
+                yield idle.addTimeout(remaining, self._clock)
             except (TimeoutError, CancelledError):
                 pass
             if idle in self._idle:

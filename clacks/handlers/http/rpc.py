@@ -14,8 +14,9 @@ import base64
 import binascii
 from typing import Any
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -131,15 +132,18 @@ class JSONRPCResource(Resource):
         request.setHeader(b"www-authenticate", CHALLENGE)
         self._finish(request, 401, errorResponse(None, RPCError(INVALID_REQUEST, why)))
 
-    @inlineCallbacks
     def _authenticate(self, request: Request) -> Any:
+        """
+        @return: the L{Principal} or C{None}, at once for a bearer token,
+            or a Deferred of it for a password (bcrypt runs in a thread).
+        """
         credentials = _credentials(request.getHeader(b"authorization"))
         if credentials is None or self._users is None:
             return None
         kind, who, secret = credentials
         if kind == "bearer":
             return self._users.authenticateToken(who)
-        return (yield self._users.authenticatePassword(who, secret))
+        return self._users.authenticatePassword(who, secret)
 
     def _target(self, request: Request) -> Target:
         args = request.args or {}
@@ -158,15 +162,19 @@ class JSONRPCResource(Resource):
             timeout = DEFAULT_TIMEOUT
         return float(self._clock.seconds()) + max(0.001, min(timeout, 3600.0))
 
-    @inlineCallbacks
-    def _handle(self, request: Request) -> Any:
-        try:
-            yield self._serve(request)
-        except Exception as e:
-            self.log.failure("HTTP JSON-RPC request failed")
-            self._finish(
-                request, 500, errorResponse(None, RPCError(INTERNAL_ERROR, describeException(e)))
-            )
+    def _handle(self, request: Request) -> None:
+        self._serve(request).addErrback(self._failed, request)
+
+    def _failed(self, failure: Failure, request: Request) -> Failure | None:
+        if not isinstance(failure.value, Exception):
+            return failure
+        self.log.failure("HTTP JSON-RPC request failed", failure)
+        self._finish(
+            request,
+            500,
+            errorResponse(None, RPCError(INTERNAL_ERROR, describeException(failure.value))),
+        )
+        return None
 
     @inlineCallbacks
     def _serve(self, request: Request) -> Any:
@@ -174,7 +182,9 @@ class JSONRPCResource(Resource):
             self.log.warn("HTTP JSON-RPC call refused: no users file ([core] users)")
             self._unauthorized(request, "HTTP JSON-RPC needs a users file on this agent")
             return
-        principal: Principal | None = yield self._authenticate(request)
+        principal: Principal | None = self._authenticate(request)
+        if isinstance(principal, Deferred):
+            principal = yield principal
         if principal is None:
             credentials = _credentials(request.getHeader(b"authorization"))
             if credentials is not None:
