@@ -25,6 +25,7 @@ from twisted.logger import (
 )
 
 from clacks import __version__
+from clacks._reactor import maybeGlobalReactor
 from clacks.agent.config import DEFAULT_CONFIG_PATH, ConfigError
 from clacks.agent.tap import loadAgentConfig
 from clacks.common.components.registry import PluginError
@@ -78,10 +79,7 @@ def run(argv: Sequence[str] | None = None, reactor: Any = None) -> int:
     except ConfigError as e:
         print(f"clacks-agent: {e}", file=sys.stderr)
         return EXIT_USAGE
-    if reactor is None:
-        from twisted.internet import reactor as globalReactor
-
-        reactor = globalReactor
+    reactor = maybeGlobalReactor(reactor)
     startLogging(config.core.debug)
     from clacks.agent.service import makeAgent
 

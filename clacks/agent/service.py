@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from clacks import __version__
+from clacks._reactor import maybeGlobalReactor
 from clacks.agent.config import AgentConfig
 from clacks.agent.context import AgentContext
 from clacks.agent.workers import WorkerPool
@@ -147,10 +148,7 @@ def makeAgent(
     @param plugins: extra C{(name, class)} plugins, as if discovered.
     @raise PluginError: if a plugin fails and C{core.strict-plugins} is set.
     """
-    if reactor is None:
-        from twisted.internet import reactor as globalReactor
-
-        reactor = globalReactor
+    reactor = maybeGlobalReactor(reactor)
     registry = PluginRegistry(strict=config.core.strictPlugins)
     objects = ObjectRegistry()
     workers = WorkerPool(reactor, config.agent.threads, name=f"clacks-{config.core.id}")

@@ -13,6 +13,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
+from clacks._reactor import maybeGlobalReactor
 from clacks.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, loadConfig
 from clacks.common.components.registry import PluginError
 
@@ -61,10 +62,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     """
     from clacks.agent.service import makeAgent
 
-    if reactor is None:
-        from twisted.internet import reactor as globalReactor
-
-        reactor = globalReactor
+    reactor = maybeGlobalReactor(reactor)
     try:
         return makeAgent(options.agentConfig, reactor=reactor)
     except PluginError as e:

@@ -18,6 +18,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 
+from clacks._reactor import maybeGlobalReactor
 from clacks.agent.config import AMQPConfig, parseBrokerURL
 from clacks.common.jsonrpc import Request, RPCError
 from clacks.handlers.amqp.bus import AMQPBus
@@ -54,10 +55,7 @@ class AMQPClient:
         connectionName: str | None = None,
         reconnect: bool = True,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
+        reactor = maybeGlobalReactor(reactor)
         self._reactor = reactor
         self.domain = domain
         self.timeout = timeout

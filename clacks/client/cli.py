@@ -48,6 +48,7 @@ from urllib.parse import quote
 import attrs
 
 from clacks import __version__
+from clacks._reactor import maybeGlobalReactor
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -818,10 +819,7 @@ def run(
     # is dropped: what went wrong is the one line this command writes.
     observer: Any = textFileLogObserver(err) if debug else _discard
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-    if reactor is None:
-        from twisted.internet import reactor as globalReactor
-
-        reactor = globalReactor
+    reactor = maybeGlobalReactor(reactor)
     from twisted.internet.defer import Deferred, ensureDeferred
 
     session = _Session(options, settings, out, err, reactor, Deferred())

@@ -47,6 +47,7 @@ from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from clacks import __version__
+from clacks._reactor import maybeGlobalReactor
 from clacks.client.proxy import (
     Call,
     CallError,
@@ -210,10 +211,7 @@ class JSONServiceProxy(ServiceProxy):
         from treq.client import HTTPClient
         from twisted.web.client import Agent
 
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
+        reactor = maybeGlobalReactor(reactor)
         if not timeout > 0:
             raise ValueError(f"the timeout must be a positive number of seconds, not {timeout!r}")
         endpoint = parseEndpoint(url)

@@ -37,6 +37,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
+from clacks._reactor import maybeGlobalReactor
 from clacks.agent.config import BrokerURL, parseBrokerURL
 from clacks.agent.dispatch import AllNodesResult
 from clacks.client.amqp import AMQPClient, CallError
@@ -263,10 +264,7 @@ class AMQPServiceProxy(ServiceProxy):
         reactor: Any = None,
         connectionName: str | None = None,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
+        reactor = maybeGlobalReactor(reactor)
         self._reactor = reactor
         self.url: BrokerURL = parseBrokerURL(url)
         self.client = AMQPClient(
